@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-zoo",
+    version="0.1.0",
+    description="Keras 3 model zoo: Inception, fully-convolutional VGG/ResNet and "
+    "Dilated Residual Networks with pretrained-weight loading and dense outputs.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # weights/ sits at the top of the checkout but ships inside the package as
+    # zoo.published, so that an installed zoo finds manifest.json.
+    packages=find_packages(include=["zoo", "zoo.*"]) + ["zoo.published"],
+    package_dir={"zoo.published": "weights"},
+    package_data={"zoo.published": ["manifest.json", "README.md"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow-cpu>=2.16; platform_machine!='arm64' and platform_machine!='aarch64'",
+        "tensorflow>=2.16; platform_machine=='arm64' or platform_machine=='aarch64'",
+        "keras>=3",
+        "tensorflow-datasets",
+        "h5py",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest", "torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
+)

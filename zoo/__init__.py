@@ -1,0 +1,16 @@
+"""keras-zoo: Keras 3 builders for Inception, fully-convolutional VGG/ResNet
+and Dilated Residual Networks, with pretrained-weight loading and dense
+outputs for segmentation."""
+
+from zoo import layers  # noqa: F401
+from zoo.info import model_info
+from zoo.models.vgg import FCN8s, FCN16s, FCN32s, VGG16, VGG19
+from zoo.registry import create_model, list_models
+from zoo.weights import load_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "list_models", "create_model", "model_info", "load_weights",
+    "VGG16", "VGG19", "FCN32s", "FCN16s", "FCN8s",
+]

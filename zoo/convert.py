@@ -1,0 +1,173 @@
+"""Conversion of checkpoint contents into per-layer Keras weight lists.
+
+A converter is a name table plus a transpose rule:
+
+* names: a family gives a ``WeightMap`` whose ``torch`` function maps a
+  PyTorch module path (``layer3.0.conv1``) to a Keras layer name
+  (``layer3_0_conv1``) and whose ``h5`` dict renames Keras layers (``fc1`` ->
+  ``fc6`` when a classifier's Dense head becomes FCN's conv head);
+* transposes: chosen by the *target* Keras layer's class, never by branching
+  on the model (OIHW -> HWIO, Linear (out, in) -> Dense (in, out), and Dense or
+  Linear kernels reshaped into 1x1 or 7x7 conv kernels).
+"""
+
+import collections
+import dataclasses
+from typing import Callable, Mapping, Optional, Tuple
+
+import keras
+import numpy as np
+
+# PyTorch parameter names, in Keras weight order, per target layer type.
+_TORCH_ORDER = (
+    (keras.layers.BatchNormalization, ("weight", "bias", "running_mean", "running_var")),
+    (keras.layers.Conv2DTranspose, ("weight", "bias")),
+    (keras.layers.DepthwiseConv2D, ("weight", "bias")),
+    (keras.layers.Conv2D, ("weight", "bias")),
+    (keras.layers.Dense, ("weight", "bias")),
+)
+
+TORCH_SKIP = ("num_batches_tracked",)
+
+
+def default_torch_name(path):
+    """``layer3.0.conv1`` -> ``layer3_0_conv1``."""
+    return path.replace(".", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightMap:
+    """How a checkpoint's names meet a model's layer names.
+
+    Attributes:
+        torch: maps a PyTorch module path to a Keras layer name, or to None for
+            modules the model deliberately does not have.
+        h5: renames layers of Keras files (file name -> model name).
+        optional: fnmatch patterns of model layers that may be absent from the
+            file and keep their initial values (e.g. a new segmentation head).
+        ignore: fnmatch patterns of file layers (after renaming) that the model
+            does not use (e.g. the classifier when building a feature
+            extractor, or weights upstream stores but never runs).
+    """
+
+    torch: Callable[[str], Optional[str]] = default_torch_name
+    h5: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    optional: Tuple[str, ...] = ()
+    ignore: Tuple[str, ...] = ()
+
+
+def torch_to_keras_kernel(array, target_shape, layer):
+    """Re-lays one PyTorch weight tensor for the Keras layer that receives it.
+
+    Args:
+        array: the PyTorch tensor as numpy.
+        target_shape: the shape of the Keras variable it becomes.
+        layer: the receiving Keras layer (its class picks the rule).
+
+    Returns:
+        The array in Keras layout. Shape checks happen later, in the loader.
+    """
+    if array.ndim <= 1:
+        return array
+    if hasattr(layer, "from_torch"):
+        return layer.from_torch(array)
+    if isinstance(layer, keras.layers.DepthwiseConv2D) and array.ndim == 4:
+        # (C*m, 1, kh, kw) -> (kh, kw, C, m)
+        channels, mult = target_shape[2], target_shape[3] if len(target_shape) == 4 else 1
+        return array.reshape(channels, mult, *array.shape[2:]).transpose(2, 3, 0, 1)
+    if isinstance(layer, keras.layers.Conv2D) and len(target_shape) == 4:
+        if array.ndim == 2:
+            # Linear (out, in) with `in` flattened in PyTorch's C, H, W order.
+            kh, kw, cin, _ = target_shape
+            array = array.reshape(array.shape[0], cin, kh, kw)
+        # Conv2d (O, I, kh, kw) and ConvTranspose2d (I, O, kh, kw) both land on
+        # Keras's (kh, kw, I, O) and (kh, kw, O, I) with the same permutation.
+        return array.transpose(2, 3, 1, 0)
+    if isinstance(layer, keras.layers.Dense) and array.ndim == 2:
+        return array.T
+    return array
+
+
+def _torch_order(layer):
+    custom = getattr(layer, "torch_param_names", None)
+    if custom is not None:
+        return tuple(custom)
+    for cls, names in _TORCH_ORDER:
+        if isinstance(layer, cls):
+            return names
+    return ("weight", "bias")
+
+
+def strip_module_prefix(state):
+    """Removes DataParallel's ``module.`` prefix when every key carries it."""
+    if state and all(k.startswith("module.") for k in state):
+        return collections.OrderedDict((k[len("module."):], v) for k, v in state.items())
+    return state
+
+
+def torch_layers(state, model, weight_map):
+    """Groups a flat state_dict into ``{keras_layer_name: [arrays]}``.
+
+    Args:
+        state: ``{"layer3.0.conv1.weight": array, ...}``.
+        model: the receiving ``keras.Model`` (layer classes pick the layouts).
+        weight_map: a :class:`WeightMap`.
+
+    Returns:
+        ``(layers, origin)``: the ordered per-layer weight lists, and a dict
+        from Keras layer name to the PyTorch module path it came from (for
+        error messages).
+    """
+    state = strip_module_prefix(state)
+    groups = collections.OrderedDict()
+    for key, value in state.items():
+        path, _, param = key.rpartition(".")
+        if param in TORCH_SKIP:
+            continue
+        groups.setdefault(path, {})[param] = value
+    by_name = {layer.name: layer for layer in model.layers}
+    layers, origin = collections.OrderedDict(), {}
+    for path, params in groups.items():
+        name = weight_map.torch(path)
+        if name is None:
+            continue
+        layer = by_name.get(name)
+        if layer is None:
+            # Keep the raw tensors: the loader reports it as unexpected.
+            layers[name] = list(params.values())
+            origin[name] = path
+            continue
+        order = [p for p in _torch_order(layer) if p in params]
+        extra = sorted(set(params) - set(order))
+        if extra:
+            layers[name] = [params[p] for p in order + extra]
+        else:
+            targets = [tuple(w.shape) for w in layer.weights]
+            layers[name] = [
+                torch_to_keras_kernel(params[p], t, layer)
+                for p, t in zip(order, targets + [()] * len(order))
+            ]
+        origin[name] = path
+    return layers, origin
+
+
+def h5_layers(layers, model, weight_map):
+    """Renames a Keras file's layers and reshapes Dense kernels bound for convs.
+
+    Returns:
+        ``(layers, origin)`` like :func:`torch_layers`.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    out, origin = collections.OrderedDict(), {}
+    for file_name, arrays in layers.items():
+        name = weight_map.h5.get(file_name, file_name)
+        layer = by_name.get(name)
+        if isinstance(layer, keras.layers.Conv2D) and layer.weights:
+            kernel_shape = tuple(layer.weights[0].shape)
+            if arrays and arrays[0].ndim == 2 and arrays[0].size == np.prod(kernel_shape):
+                # Keras's Flatten over (h, w, c) is row-major, exactly the
+                # (kh, kw, cin) order of a conv kernel: a plain reshape.
+                arrays = [arrays[0].reshape(kernel_shape)] + list(arrays[1:])
+        out[name] = list(arrays)
+        origin[name] = file_name
+    return out, origin

@@ -1,0 +1,39 @@
+"""``zoo.model_info``: parameters, multiply-adds and output stride of a model."""
+
+from zoo.flops import count_flops
+from zoo.registry import get_entry
+from zoo.weights import available_tags
+
+
+def model_info(name, input_size=(224, 224), **kwargs):
+    """Facts about a registered model at one input size.
+
+    Args:
+        name: a registry name.
+        input_size: ``(H, W)`` at which to count multiply-adds.
+        **kwargs: builder arguments (e.g. ``output_stride=8``, ``mode``).
+
+    Returns:
+        A dict with ``name``, ``family``, ``params``, ``flops`` (multiply-adds,
+        batch 1, counted analytically), ``input_size``, ``output_stride``,
+        ``modes``, ``weights`` (published tags) and, where the family adds
+        them, more keys (e.g. Inception's per-block savings).
+    """
+    entry = get_entry(name)
+    kwargs.setdefault("mode", entry.info_mode)
+    h, w = input_size
+    model = entry.builder(weights=None, input_shape=(h, w, 3), **kwargs)
+    flops, per_layer = count_flops(model, per_layer=True)
+    info = {
+        "name": entry.name,
+        "family": entry.family,
+        "params": int(model.count_params()),
+        "flops": int(flops),
+        "input_size": (h, w),
+        "output_stride": kwargs.get("output_stride", entry.output_stride),
+        "modes": list(entry.modes),
+        "weights": available_tags(entry.name),
+    }
+    if entry.info_hook is not None:
+        info.update(entry.info_hook(model, (h, w), per_layer))
+    return info

@@ -1,0 +1,3 @@
+"""Model families. Importing a family module registers its models."""
+
+from zoo.models import vgg  # noqa: F401

@@ -1,0 +1,214 @@
+"""VGG16/19 (Simonyan & Zisserman) as fully-convolutional networks, and
+FCN-32s/16s/8s (Long, Shelhamer & Darrell) on a VGG16 backbone.
+
+Layer names are keras.applications' (``block1_conv1`` ... ``predictions``),
+so its published ``.h5`` files load by name. In heatmap mode ``fc1``, ``fc2``
+and ``predictions`` become 7x7 (valid), 1x1 and 1x1 convolutions; the
+converter reshapes their Dense kernels (Keras's Flatten over 7x7x512 is
+row-major in (h, w, c), the conv kernel's order).
+"""
+
+import keras
+from keras import layers
+
+from zoo.common import DEFAULT, check_min_size, resolve_mode
+from zoo.convert import WeightMap
+from zoo.layers import BilinearInitializer, CropLike, MinSize, ResizeLike
+from zoo.registry import register_model
+from zoo.weights import load_weights
+
+# Convolutions per block; every block ends with a 2x2 max pool.
+VGG_CONFIGS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+VGG_WIDTHS = (64, 128, 256, 512, 512)
+HEAD_LAYERS = ("fc1", "fc2", "predictions")
+TRAIN_CROP = 224
+
+# FCN heads (the reference Caffe nets): skips as (source pool, crop offset)
+# and the final transposed conv as (name, kernel, stride, crop offset). The
+# offsets follow from the pad-100 first convolution.
+FCN_CONFIGS = {
+    "fcn32s": {"skips": (), "final": ("upscore", 64, 32, 19)},
+    "fcn16s": {"skips": (("pool4", 5),), "final": ("upscore16", 32, 16, 27)},
+    "fcn8s": {"skips": (("pool4", 5), ("pool3", 9)), "final": ("upscore8", 16, 8, 31)},
+}
+FCN_SKIP_UPSAMPLERS = ("upscore2", "upscore_pool4")
+
+
+def vgg_block(x, filters, convs, name, pool_padding="valid"):
+    """``convs`` 3x3 ReLU convolutions then a 2x2 max pool.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        convs: number of convolutions.
+        name: block name (``"block3"``); layers are ``block3_conv1`` ... ``block3_pool``.
+        pool_padding: ``"valid"`` (keras.applications, floor) or ``"same"``
+            (Caffe's ceil-mode pooling, as FCN uses).
+
+    Returns:
+        The pooled tensor.
+    """
+    for i in range(convs):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i + 1}")(x)
+    return layers.MaxPooling2D(2, strides=2, padding=pool_padding, name=f"{name}_pool")(x)
+
+
+def vgg_base(x, config, pool_padding="valid"):
+    """The five conv blocks.
+
+    Returns:
+        A dict ``block1`` ... ``block5`` of the pooled outputs (strides 2 ... 32).
+    """
+    feats = {}
+    for i, (convs, width) in enumerate(zip(VGG_CONFIGS[config], VGG_WIDTHS)):
+        x = vgg_block(x, width, convs, f"block{i + 1}", pool_padding)
+        feats[f"block{i + 1}"] = x
+    return feats
+
+
+def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0):
+    """The FC classifier as convolutions: 7x7 valid, 1x1, 1x1.
+
+    Each output cell is exactly the Dense head applied to one 7x7 window of
+    the pool5 map.
+
+    Args:
+        x: pool5 features.
+        classes: output channels of the last layer.
+        activation: activation of the last layer (softmax or None).
+        names: names of the three layers.
+        dropout: dropout rate after the first two (FCN's drop6/drop7).
+
+    Returns:
+        The score map.
+    """
+    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name=names[0])(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="drop6")(x)
+    x = layers.Conv2D(4096, 1, activation="relu", name=names[1])(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="drop7")(x)
+    return layers.Conv2D(classes, 1, activation=activation, name=names[2])(x)
+
+
+def _vgg(config, weights, mode, input_shape, classes, classifier_activation, name):
+    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    if mode == "heatmap":
+        check_min_size(input_shape, TRAIN_CROP, mode)
+        x = MinSize(TRAIN_CROP, name="min_size")(x)
+    feats = vgg_base(x, config)
+    x = feats["block5"]
+    if mode == "classify":
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(4096, activation="relu", name="fc1")(x)
+        x = layers.Dense(4096, activation="relu", name="fc2")(x)
+        outputs = layers.Dense(classes, activation=act, name="predictions")(x)
+    elif mode == "heatmap":
+        outputs = conv_head(x, classes, act)
+    elif mode == "dense":
+        x = layers.Conv2D(classes, 1, name="score")(x)
+        outputs = ResizeLike(name="upscore")([x, inputs])
+    else:
+        outputs = feats
+    model = keras.Model(inputs, outputs, name=name or config)
+    headless = mode in ("dense", "features")
+    weight_map = WeightMap(
+        ignore=HEAD_LAYERS if headless else (),
+        optional=("score",) if mode == "dense" else (),
+    )
+    return load_weights(model, weights, config, weight_map, file_key="notop" if headless else "top")
+
+
+def _fcn(config, weights, mode, input_shape, classes, classifier_activation, name):
+    input_shape, _ = resolve_mode(mode, input_shape, classifier_activation, modes=("dense",))
+    spec = FCN_CONFIGS[config]
+    inputs = keras.Input(input_shape, name="input")
+    # Caffe's conv1_1 pads by 100 so that the stride-32 map is never empty;
+    # 99 here plus the conv's own "same" pad of 1 makes the same 100.
+    x = layers.ZeroPadding2D(99, name="pad100")(inputs)
+    feats = vgg_base(x, "vgg16", pool_padding="same")
+    x = conv_head(feats["block5"], classes, None, names=("fc6", "fc7", "score_fr"), dropout=0.5)
+    bilinear = BilinearInitializer()
+    for i, (src, offset) in enumerate(spec["skips"]):
+        x = layers.Conv2DTranspose(
+            classes, 4, strides=2, use_bias=False, kernel_initializer=bilinear,
+            trainable=False, name=FCN_SKIP_UPSAMPLERS[i],
+        )(x)
+        pool = feats["block" + src[-1]]
+        skip = layers.Conv2D(classes, 1, kernel_initializer="zeros", name=f"score_{src}")(pool)
+        skip = CropLike(offset, name=f"score_{src}c")([skip, x])
+        x = layers.Add(name=f"fuse_{src}")([x, skip])
+    up_name, kernel, stride, offset = spec["final"]
+    x = layers.Conv2DTranspose(
+        classes, kernel, strides=stride, use_bias=False, kernel_initializer=bilinear,
+        trainable=False, name=up_name,
+    )(x)
+    outputs = CropLike(offset, name="score")([x, inputs])
+    model = keras.Model(inputs, outputs, name=name or config)
+    weight_map = WeightMap(
+        h5={"fc1": "fc6", "fc2": "fc7"},
+        ignore=("predictions",),
+        optional=("score_*", "upscore*"),
+    )
+    return load_weights(model, weights, config, weight_map, file_key="top")
+
+
+def _doc(builder, summary):
+    builder.__doc__ = f"""{summary}
+
+    Args:
+        weights: None, a published tag (``"imagenet"``) or a file path
+            (Keras ``.weights.h5``, keras.applications ``.h5``, ``.keras``,
+            PyTorch ``.pth``), detected by content.
+        mode: ``"classify"``, ``"heatmap"``, ``"dense"`` or ``"features"``
+            (FCNs: ``"dense"`` only).
+        input_shape: defaults to (224, 224, 3) for classify, else (None, None, 3).
+        classes: number of output classes.
+        classifier_activation: ``"softmax"`` by default for classify and
+            heatmap; None gives logits. Dense mode always returns logits.
+        name: model name.
+
+    Returns:
+        A ``keras.Model``.
+    """
+    return builder
+
+
+def VGG16(weights=None, mode="classify", input_shape=None, classes=1000,
+          classifier_activation=DEFAULT, name=None):
+    return _vgg("vgg16", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def VGG19(weights=None, mode="classify", input_shape=None, classes=1000,
+          classifier_activation=DEFAULT, name=None):
+    return _vgg("vgg19", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def FCN32s(weights=None, mode="dense", input_shape=None, classes=21,
+           classifier_activation=None, name=None):
+    return _fcn("fcn32s", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def FCN16s(weights=None, mode="dense", input_shape=None, classes=21,
+           classifier_activation=None, name=None):
+    return _fcn("fcn16s", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def FCN8s(weights=None, mode="dense", input_shape=None, classes=21,
+          classifier_activation=None, name=None):
+    return _fcn("fcn8s", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+_doc(VGG16, "VGG16 with keras.applications layer names; FC head as convs in heatmap mode.")
+_doc(VGG19, "VGG19 with keras.applications layer names; FC head as convs in heatmap mode.")
+_doc(FCN32s, "FCN-32s: VGG16, fc6/fc7 as convs, one x32 bilinear-initialised upsampling.")
+_doc(FCN16s, "FCN-16s: FCN-32s plus a pool4 skip; x2 then x16 upsampling.")
+_doc(FCN8s, "FCN-8s: FCN-16s plus a pool3 skip; x2, x2 then x8 upsampling.")
+
+for _name, _builder in (("vgg16", VGG16), ("vgg19", VGG19)):
+    register_model(_name, _builder, "vgg", output_stride=32, info_mode="heatmap")
+for _name, _builder, _stride in (("fcn32s", FCN32s, 32), ("fcn16s", FCN16s, 16), ("fcn8s", FCN8s, 8)):
+    register_model(_name, _builder, "fcn", output_stride=_stride, modes=("dense",),
+                   info_mode="dense")
