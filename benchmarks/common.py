@@ -1,0 +1,64 @@
+"""Timing helpers shared by the benchmark cases.
+
+Every case warms up, then takes the median of repeated runs, and reports
+ratios only against a peer measured in the same process and run.
+"""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def timeit(fn, warmup=2, repeat=5):
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` calls.
+
+    Returns:
+        A dict with ``median_s``, ``min_s`` and ``runs``.
+    """
+    for _ in range(warmup):
+        _block(fn())
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _block(fn())
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeat}
+
+
+def _block(out):
+    # Results may be lazy tensors: touch them so the time includes the work.
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            _block(o)
+        return
+    if hasattr(out, "numpy"):
+        out.numpy()
+
+
+def compiled_call(model, jit_compile=False):
+    """The fast inference path: the model's call wrapped in ``tf.function``."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile, reduce_retracing=True)
+    return fn
+
+
+def random_images(batch, h, w, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, h, w, 3)).astype("float32")
+
+
+def matmul_peak_gflops(n=2048, repeat=5):
+    """This machine's measured float32 matmul rate (GFLOP/s, 2 flops per MAC)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    f = tf.function(lambda: tf.matmul(a, b))
+    t = timeit(f, warmup=2, repeat=repeat)["median_s"]
+    return 2 * n**3 / t / 1e9
