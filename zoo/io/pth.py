@@ -1,0 +1,527 @@
+"""Read PyTorch ``.pth`` checkpoints into numpy arrays without importing torch.
+
+``torch.load`` is a thin layer over :mod:`pickle`, so loading an untrusted
+checkpoint with it runs whatever code the file names. This reader instead
+unpickles with a :class:`pickle.Unpickler` whose ``find_class`` maps a short
+allow-list of torch names (the tensor-rebuild functions, storage types and
+dtypes) onto local stand-ins and refuses every other global. Tensors are first
+rebuilt as lazy descriptions (storage, offset, size, stride, dtype) and only
+turned into arrays once every storage's bytes are known, which the legacy
+format stores after the pickle.
+
+Supported containers:
+
+* zip (torch >= 1.6 default): ``<archive>/data.pkl`` plus one
+  ``<archive>/data/<key>`` member of raw storage bytes per storage, and an
+  optional ``<archive>/byteorder`` record.
+* legacy (``_use_new_zipfile_serialization=False`` and torch 0.1.10 - 1.5,
+  including the 2017 torch 0.2/0.3 files): consecutive pickles (magic number,
+  protocol version, sys_info, the object, the list of storage keys) followed
+  by each storage as an int64 element count and its raw little-endian bytes.
+"""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import tarfile
+import zipfile
+
+import numpy as np
+
+from zoo.io.errors import CheckpointError
+
+__all__ = ["CheckpointError", "is_pth", "read_pth"]
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+# The magic-number pickle is ~15 bytes; a little slack covers a protocol-4
+# FRAME header.
+_SNIFF_BYTES = 64
+
+
+# --------------------------------------------------------------------------
+# Stand-ins for the torch globals a state_dict pickle may name.
+# --------------------------------------------------------------------------
+
+
+class _DType:
+    """A tensor element type: how its bytes map onto numpy.
+
+    Attributes:
+        name: torch's name, e.g. ``"float32"``.
+        file_dtype: numpy dtype of one stored element (little endian).
+        itemsize: bytes per element.
+    """
+
+    def __init__(self, name, file_dtype):
+        self.name = name
+        self.file_dtype = np.dtype(file_dtype)
+        self.itemsize = self.file_dtype.itemsize
+
+    def to_numpy(self, stored):
+        """Converts stored elements (any byte order) to a native-order array."""
+        if self.name == "bfloat16":
+            # bfloat16 is the top half of a float32, so widening the raw bits
+            # and shifting them up is exact.
+            bits = stored.astype(np.uint32, order="C") << np.uint32(16)
+            return bits.view(np.float32)
+        return stored.astype(self.file_dtype.newbyteorder("="), order="C", copy=True)
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+_DTYPES = {
+    d.name: d
+    for d in (
+        _DType("float64", "<f8"),
+        _DType("float32", "<f4"),
+        _DType("float16", "<f2"),
+        _DType("bfloat16", "<u2"),
+        _DType("complex64", "<c8"),
+        _DType("complex128", "<c16"),
+        _DType("int64", "<i8"),
+        _DType("int32", "<i4"),
+        _DType("int16", "<i2"),
+        _DType("int8", "i1"),
+        _DType("uint8", "u1"),
+        _DType("uint16", "<u2"),
+        _DType("uint32", "<u4"),
+        _DType("uint64", "<u8"),
+        _DType("bool", "?"),
+    )
+}
+
+
+class _StorageType:
+    """Stand-in for ``torch.FloatStorage`` and friends (and UntypedStorage)."""
+
+    def __init__(self, name, dtype):
+        self.name = name
+        self.dtype = dtype
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+_STORAGE_TYPES = {
+    name: _StorageType(name, _DTYPES[dtype])
+    for name, dtype in (
+        ("DoubleStorage", "float64"),
+        ("FloatStorage", "float32"),
+        ("HalfStorage", "float16"),
+        ("BFloat16Storage", "bfloat16"),
+        ("ComplexFloatStorage", "complex64"),
+        ("ComplexDoubleStorage", "complex128"),
+        ("LongStorage", "int64"),
+        ("IntStorage", "int32"),
+        ("ShortStorage", "int16"),
+        ("CharStorage", "int8"),
+        ("ByteStorage", "uint8"),
+        ("BoolStorage", "bool"),
+        # An untyped storage counts bytes; _rebuild_tensor_v3 names the dtype.
+        ("UntypedStorage", "uint8"),
+    )
+}
+
+
+class _RootStorage:
+    """One serialized storage: its element type, length and (later) bytes."""
+
+    def __init__(self, key, storage_type, numel):
+        self.key = key
+        self.dtype = storage_type.dtype
+        self.numel = numel
+        self.data = None  # bytes, filled in once the container is read
+
+    @property
+    def nbytes(self):
+        return self.numel * self.dtype.itemsize
+
+
+class _StorageView:
+    """What persistent_load hands to the pickle: a slice of a root storage.
+
+    Only legacy files from torch < 1.0 contain real views; everything else
+    views the whole root.
+    """
+
+    def __init__(self, root, offset=0, numel=None):
+        self.root = root
+        self.offset = offset
+        self.numel = root.numel - offset if numel is None else numel
+
+    @property
+    def dtype(self):
+        return self.root.dtype
+
+    def raw_bytes(self):
+        start = self.offset * self.root.dtype.itemsize
+        return memoryview(self.root.data)[start : start + self.numel * self.root.dtype.itemsize]
+
+
+class _LazyTensor:
+    """A tensor described by the pickle, materialized once bytes are known."""
+
+    def __init__(self, storage, offset, size, stride, dtype=None, metadata=None):
+        if not isinstance(storage, _StorageView):
+            raise ValueError(f"tensor storage is {type(storage).__name__}, not a storage reference")
+        self.storage = storage
+        self.offset = _non_negative_int(offset, "storage offset")
+        self.size = _int_tuple(size, "size")
+        self.stride = _int_tuple(stride, "stride")
+        if len(self.size) != len(self.stride):
+            raise ValueError(f"tensor size {self.size} and stride {self.stride} differ in rank")
+        self.dtype = storage.dtype if dtype is None else dtype
+        if not isinstance(self.dtype, _DType):
+            raise ValueError(f"tensor dtype {self.dtype!r} is not a torch dtype")
+        self.metadata = metadata if isinstance(metadata, dict) else {}
+
+
+def _non_negative_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"tensor {what} {value!r} is not a non-negative int")
+    return value
+
+
+def _int_tuple(values, what):
+    if not isinstance(values, (tuple, list)):
+        raise ValueError(f"tensor {what} {values!r} is not a tuple")
+    return tuple(_non_negative_int(v, what) for v in values)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """Stand-in for torch._utils._rebuild_tensor (torch 0.2/0.3 files)."""
+    return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+    """Stand-in for torch._utils._rebuild_tensor_v2 (torch >= 0.4)."""
+    return _LazyTensor(storage, storage_offset, size, stride, metadata=metadata)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       dtype, metadata=None):
+    """Stand-in for torch._utils._rebuild_tensor_v3 (uint16/32/64 over UntypedStorage)."""
+    return _LazyTensor(storage, storage_offset, size, stride, dtype=dtype, metadata=metadata)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    """Stand-in for torch._utils._rebuild_parameter: a Parameter is its data."""
+    if not isinstance(data, _LazyTensor):
+        raise ValueError(f"parameter data is {type(data).__name__}, not a tensor")
+    return data
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    """Stand-in for torch._utils._rebuild_parameter_with_state; the state is dropped."""
+    return _rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+def _build_allowed_globals():
+    allowed = {("collections", "OrderedDict"): collections.OrderedDict}
+    for fn in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter,
+               _rebuild_parameter_with_state):
+        allowed[("torch._utils", fn.__name__)] = fn
+    for name, storage_type in _STORAGE_TYPES.items():
+        # GPU-trained legacy checkpoints name torch.cuda.*Storage; torch itself
+        # resolves storage types by name alone, ignoring the module.
+        modules = ("torch", "torch.storage") if name == "UntypedStorage" else ("torch", "torch.cuda")
+        for module in modules:
+            allowed[(module, name)] = storage_type
+    for name, dtype in _DTYPES.items():
+        allowed[("torch", name)] = dtype
+    return allowed
+
+
+# (module, name) -> local stand-in. Nothing else may be unpickled.
+ALLOWED_GLOBALS = _build_allowed_globals()
+
+
+# --------------------------------------------------------------------------
+# The restricted unpickler.
+# --------------------------------------------------------------------------
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that only resolves names from ALLOWED_GLOBALS.
+
+    Args:
+        file: binary file positioned at a pickle.
+        path: checkpoint path, for error messages.
+        storages: dict root key -> _RootStorage, shared across the pickles
+            of one file; None refuses every persistent id.
+        legacy: True for the legacy container (persistent ids carry
+            view metadata).
+    """
+
+    def __init__(self, file, path, storages=None, legacy=False):
+        # utf-8 matches torch.load and decodes Python 2 str keys as text.
+        super().__init__(file, encoding="utf-8")
+        self._path = path
+        self._storages = storages
+        self._legacy = legacy
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except (KeyError, TypeError):
+            raise CheckpointError(
+                f"refusing to unpickle global '{module}.{name}' from {self._path}: "
+                "only tensor-rebuild names are allowed") from None
+
+    def persistent_load(self, pid):
+        if self._storages is None:
+            raise CheckpointError(f"unexpected persistent id {pid!r} in {self._path}")
+        kind = pid[0] if isinstance(pid, tuple) and pid else pid
+        if isinstance(kind, bytes):
+            kind = kind.decode("ascii", "replace")
+        if kind != "storage":
+            raise CheckpointError(
+                f"refusing persistent id of kind {kind!r} in {self._path}: only 'storage' is allowed")
+        expected = 6 if self._legacy else 5
+        if len(pid) != expected:
+            raise CheckpointError(f"malformed storage id {pid!r} in {self._path}")
+        storage_type, key, _location, numel = pid[1:5]
+        if not isinstance(storage_type, _StorageType):
+            raise CheckpointError(f"storage type {storage_type!r} in {self._path} is not a torch storage")
+        if not isinstance(key, (str, int)):
+            raise CheckpointError(f"storage key {key!r} in {self._path} is not a str")
+        root = self._storages.get(key)
+        if root is None:
+            root = _RootStorage(key, storage_type, _non_negative_int(numel, "storage numel"))
+            self._storages[key] = root
+        view = pid[5] if self._legacy else None
+        if view is None:
+            return _StorageView(root)
+        # Views are keyed separately but always carve a slice out of a root.
+        _view_key, offset, view_numel = view
+        view = _StorageView(root, _non_negative_int(offset, "view offset"),
+                            _non_negative_int(view_numel, "view numel"))
+        if view.offset + view.numel > root.numel:
+            raise CheckpointError(f"storage view {pid!r} in {self._path} exceeds its storage")
+        return view
+
+
+# --------------------------------------------------------------------------
+# Containers.
+# --------------------------------------------------------------------------
+
+
+def _zip_pickle_name(zf):
+    """Returns the ``<archive>/data.pkl`` member name, or None."""
+    for name in zf.namelist():
+        if name.endswith("/data.pkl") and name.count("/") == 1:
+            return name
+    return None
+
+
+def _read_zip(path, zf):
+    """Unpickles a zip-format checkpoint.
+
+    Returns:
+        (object, storages, byteorder, read_member) where read_member(root)
+        returns the raw bytes of one storage; bytes are read on demand so that
+        storages the caller does not need (e.g. optimizer state) are skipped.
+    """
+    pkl_name = _zip_pickle_name(zf)
+    if pkl_name is None:
+        raise CheckpointError(f"{path} is a zip archive without an <archive>/data.pkl member")
+    prefix = pkl_name[: -len("data.pkl")]
+    names = set(zf.namelist())
+    if prefix + "constants.pkl" in names:
+        raise CheckpointError(f"{path} is a TorchScript archive (torch.jit.save), not a state_dict")
+    byteorder = "little"
+    if prefix + "byteorder" in names:
+        byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"{path} has an unknown byteorder record {byteorder!r}")
+    storages = {}
+    obj = _RestrictedUnpickler(io.BytesIO(zf.read(pkl_name)), path, storages).load()
+    return obj, storages, byteorder, lambda root: zf.read(f"{prefix}data/{root.key}")
+
+
+def _read_legacy(path, f):
+    """Unpickles a legacy checkpoint and reads every storage's bytes."""
+    magic = _RestrictedUnpickler(f, path).load()
+    if magic != _LEGACY_MAGIC:
+        raise CheckpointError(f"{path} does not start with the torch magic number")
+    protocol = _RestrictedUnpickler(f, path).load()
+    if protocol != _LEGACY_PROTOCOL:
+        raise CheckpointError(f"{path} has unsupported legacy protocol version {protocol!r}")
+    _RestrictedUnpickler(f, path).load()  # sys_info: type sizes only matter to torch
+    storages = {}
+    obj = _RestrictedUnpickler(f, path, storages, legacy=True).load()
+    keys = _RestrictedUnpickler(f, path).load()
+    if not isinstance(keys, list):
+        raise CheckpointError(f"{path} has a malformed storage key list")
+    for key in keys:
+        root = storages.get(key)
+        if root is None:
+            raise CheckpointError(f"{path} lists storage {key!r} that no tensor references")
+        root.data = _read_legacy_storage(path, f, root)
+    return obj, storages
+
+
+def _read_legacy_storage(path, f, root):
+    """Reads one ``int64 numel + raw bytes`` storage record."""
+    header = f.read(8)
+    if len(header) != 8:
+        raise CheckpointError(f"{path} is truncated: storage {root.key!r} header missing")
+    (numel,) = struct.unpack("<q", header)
+    if numel != root.numel:
+        raise CheckpointError(
+            f"{path}: storage {root.key!r} holds {numel} elements, the pickle expects {root.numel}")
+    data = f.read(root.nbytes)
+    if len(data) != root.nbytes:
+        raise CheckpointError(
+            f"{path} is truncated: storage {root.key!r} needs {root.nbytes} bytes, found {len(data)}")
+    return data
+
+
+# --------------------------------------------------------------------------
+# Turning lazy tensors into arrays.
+# --------------------------------------------------------------------------
+
+
+def _materialize(tensor, byteorder):
+    """Copies a lazy tensor's elements into a C-contiguous native array."""
+    dtype = tensor.dtype
+    if tensor.storage.root.data is None:
+        raise ValueError(f"storage {tensor.storage.root.key!r} has no data in the file")
+    raw = tensor.storage.raw_bytes()
+    stored = dtype.file_dtype if byteorder == "little" else dtype.file_dtype.newbyteorder(">")
+    flat = np.frombuffer(raw, dtype=stored, count=len(raw) // dtype.itemsize)
+    if 0 not in tensor.size:
+        last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
+        if last >= flat.size:
+            raise ValueError(
+                f"tensor of size {tensor.size}, stride {tensor.stride}, offset {tensor.offset} "
+                f"reads past its storage of {flat.size} {dtype.name} elements")
+    view = np.lib.stride_tricks.as_strided(
+        flat[tensor.offset:], shape=tensor.size,
+        strides=tuple(s * dtype.itemsize for s in tensor.stride), writeable=False)
+    # Not np.ascontiguousarray: it would turn 0-d scalars into 1-d arrays.
+    array = dtype.to_numpy(view)
+    # torch may serialize lazy negation/conjugation views as flags.
+    if tensor.metadata.get("neg"):
+        array = np.negative(array)
+    if tensor.metadata.get("conj"):
+        array = np.conjugate(array)
+    return array
+
+
+def _is_tensor_dict(obj):
+    return isinstance(obj, dict) and all(
+        isinstance(k, str) and isinstance(v, _LazyTensor) for k, v in obj.items())
+
+
+def _find_state_dict(path, obj):
+    """Picks the flat name -> tensor dict out of the unpickled object."""
+    if _is_tensor_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if _is_tensor_dict(obj.get(key)):
+                return obj[key]
+        keys = ", ".join(repr(k) for k in list(obj)[:10])
+        raise CheckpointError(
+            f"{path} holds a dict that is neither a state_dict nor wraps one under "
+            f"'state_dict' or 'model' (keys: {keys})")
+    raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+
+
+# --------------------------------------------------------------------------
+# Public API.
+# --------------------------------------------------------------------------
+
+
+def _starts_with_legacy_magic(path):
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if not head.startswith(b"\x80"):
+        return False
+    try:
+        return _RestrictedUnpickler(io.BytesIO(head), path).load() == _LEGACY_MAGIC
+    except Exception:  # any unpickling failure just means "not this format"
+        return False
+
+
+def is_pth(path):
+    """Tells whether a file looks like a PyTorch checkpoint, by content.
+
+    Args:
+        path: file path (str or os.PathLike).
+
+    Returns:
+        True for a zip with an ``<archive>/data.pkl`` member or a legacy torch
+        pickle starting with torch's magic number; False otherwise, including
+        for unreadable paths.
+    """
+    path = os.fspath(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return _zip_pickle_name(zf) is not None
+        return _starts_with_legacy_magic(path)
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_pth(path):
+    """Reads a PyTorch state_dict checkpoint without torch and without running its code.
+
+    Args:
+        path: ``.pth``/``.pt``/``.bin`` file (str or os.PathLike) written by
+            ``torch.save`` in the zip or legacy format.
+
+    Returns:
+        collections.OrderedDict mapping each key, exactly as stored, to a
+        C-contiguous numpy array (bfloat16 widened to float32; 0-d tensors
+        become 0-d arrays). A top-level dict that wraps the tensors under
+        'state_dict' or 'model' yields that inner dict.
+
+    Raises:
+        CheckpointError: the file is not a supported checkpoint, is truncated
+            or corrupt, names a global outside the tensor-rebuild allow-list,
+            or does not hold a state_dict. The message names the file.
+    """
+    path = os.fspath(path)
+    try:
+        return _read(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # pickle/zip/numpy errors from a corrupt file
+        raise CheckpointError(
+            f"cannot read PyTorch checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def _read(path):
+    byteorder = "little"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            obj, storages, byteorder, read_member = _read_zip(path, zf)
+            state = _find_state_dict(path, obj)
+            # Only storages that the returned tensors use are read.
+            for root in {id(t.storage.root): t.storage.root for t in state.values()}.values():
+                try:
+                    root.data = read_member(root)
+                except KeyError:
+                    raise CheckpointError(
+                        f"{path} is missing zip member data/{root.key} (truncated or corrupt)") from None
+                if len(root.data) != root.nbytes:
+                    raise CheckpointError(
+                        f"{path}: storage data/{root.key} has {len(root.data)} bytes, "
+                        f"expected {root.nbytes}")
+    elif _starts_with_legacy_magic(path):
+        with open(path, "rb") as f:
+            obj, storages = _read_legacy(path, f)
+        state = _find_state_dict(path, obj)
+    elif tarfile.is_tarfile(path):
+        raise CheckpointError(f"{path} is a tar-format checkpoint (torch < 0.1.10), which is not supported")
+    else:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither zip nor legacy pickle)")
+    return collections.OrderedDict((k, _materialize(t, byteorder)) for k, t in state.items())
