@@ -109,6 +109,37 @@ class DepthwiseConv2DTranspose(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class WindowConv2D(keras.layers.Conv2D):
+    """A stride-1 "valid" Conv2D computed as one matmul over extracted windows.
+
+    This is how a classifier's first FC layer runs as a convolution (VGG's
+    ``fc1`` as 7x7x512x4096). The math is Conv2D's and so are the weights,
+    but a large-kernel convolution over a small map runs far below the
+    machine's matmul rate on CPU, while the FC layer it replaces is a matmul.
+    Gathering the kh*kw shifted views (row-major (i, j, c), the kernel's own
+    order) turns it back into one.
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        kwargs.setdefault("padding", "valid")
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.padding != "valid" or self.strides != (1, 1) or self.dilation_rate != (1, 1):
+            raise ValueError("WindowConv2D supports stride 1, no dilation, 'valid' padding only")
+
+    def call(self, x):
+        kh, kw = self.kernel_size
+        h = ops.shape(x)[1] - kh + 1
+        w = ops.shape(x)[2] - kw + 1
+        views = [x[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)]
+        patches = ops.concatenate(views, axis=-1)
+        kernel = ops.reshape(self.kernel, (-1, self.filters))
+        y = ops.matmul(patches, ops.cast(kernel, patches.dtype))
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        return self.activation(y) if self.activation is not None else y
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class CropLike(keras.layers.Layer):
     """Crops ``x`` to the spatial size of ``ref`` starting at ``offset``.
 
@@ -176,3 +207,80 @@ class MinSize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "min_size": self.min_size}
+
+
+# ---------------------------------------------------------------------------
+# Inception block (issue 5)
+# ---------------------------------------------------------------------------
+
+
+def conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same", use_bn=True,
+                 bn_epsilon=1e-3, bn_scale=True):
+    """Convolution, optional BatchNorm, ReLU: torchvision's ``BasicConv2d``.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        kernel_size: int or ``(kh, kw)``.
+        name: prefix; layers are ``{name}_conv``, ``{name}_bn``, ``{name}_relu``.
+        strides: convolution stride.
+        padding: ``"same"`` or ``"valid"``.
+        use_bn: BatchNorm after a bias-free conv; False gives a conv with bias.
+        bn_epsilon: BN epsilon (torchvision's BasicConv2d and Keras: 1e-3).
+        bn_scale: BN with a learned gamma (keras.applications' InceptionV3: False).
+
+    Returns:
+        The activated tensor.
+    """
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                            use_bias=not use_bn, name=f"{name}_conv")(x)
+    if use_bn:
+        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, scale=bn_scale, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def inception_block(x, branch_1x1, reduce_3x3, branch_3x3, reduce_5x5, branch_5x5, pool_proj,
+                    name, use_bn=False, reduce=True, kernel_5x5=5, bn_epsilon=1e-3):
+    """The Inception module of "Going deeper with convolutions" (Szegedy et al.).
+
+    Four parallel branches concatenated on channels: a 1x1 conv; a 1x1
+    reduction then a 3x3 conv; a 1x1 reduction then a 5x5 conv; a 3x3/1 max
+    pool then a 1x1 projection. The reductions shrink the channel depth the
+    costly convolutions multiply; ``reduce=False`` builds the naive module
+    (3x3 and 5x5 straight from the input) with the same output channels.
+
+    Layer names follow torchvision's module paths: ``{name}_branch1_conv``,
+    ``{name}_branch2_0_conv`` (3x3 reduction), ``{name}_branch2_1_conv``,
+    ``{name}_branch3_0_conv``, ``{name}_branch3_1_conv``, ``{name}_branch4_pool``,
+    ``{name}_branch4_1_conv`` (plus ``_bn`` and ``_relu``), then ``{name}``
+    for the concatenation.
+
+    Args:
+        x: input tensor.
+        branch_1x1: channels of the 1x1 branch.
+        reduce_3x3: channels of the 1x1 reduction before the 3x3 conv.
+        branch_3x3: channels of the 3x3 conv.
+        reduce_5x5: channels of the 1x1 reduction before the "5x5" conv.
+        branch_5x5: channels of the "5x5" conv.
+        pool_proj: channels of the 1x1 projection after the max pool.
+        name: block name, e.g. ``"inception3a"``.
+        use_bn: BatchNorm after each conv (torchvision) instead of biases (paper).
+        reduce: False builds the naive module without the two reductions.
+        kernel_5x5: kernel of the "5x5" branch (torchvision uses 3).
+        bn_epsilon: BN epsilon.
+
+    Returns:
+        The concatenated tensor with
+        ``branch_1x1 + branch_3x3 + branch_5x5 + pool_proj`` channels.
+    """
+    def conv(t, filters, kernel, sub):
+        return conv_bn_relu(t, filters, kernel, f"{name}_{sub}", use_bn=use_bn, bn_epsilon=bn_epsilon)
+
+    b1 = conv(x, branch_1x1, 1, "branch1")
+    b2 = conv(x, reduce_3x3, 1, "branch2_0") if reduce else x
+    b2 = conv(b2, branch_3x3, 3, "branch2_1")
+    b3 = conv(x, reduce_5x5, 1, "branch3_0") if reduce else x
+    b3 = conv(b3, branch_5x5, kernel_5x5, "branch3_1")
+    b4 = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_branch4_pool")(x)
+    b4 = conv(b4, pool_proj, 1, "branch4_1")
+    return keras.layers.Concatenate(axis=-1, name=name)([b1, b2, b3, b4])
