@@ -13,7 +13,7 @@ from keras import layers
 
 from zoo.common import DEFAULT, check_min_size, resolve_mode
 from zoo.convert import WeightMap
-from zoo.layers import BilinearInitializer, CropLike, MinSize, ResizeLike
+from zoo.layers import BilinearInitializer, CropLike, MinSize, ResizeLike, WindowConv2D
 from zoo.registry import register_model
 from zoo.weights import load_weights
 
@@ -82,7 +82,7 @@ def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0):
     Returns:
         The score map.
     """
-    x = layers.Conv2D(4096, 7, padding="valid", activation="relu", name=names[0])(x)
+    x = WindowConv2D(4096, 7, activation="relu", name=names[0])(x)
     if dropout:
         x = layers.Dropout(dropout, name="drop6")(x)
     x = layers.Conv2D(4096, 1, activation="relu", name=names[1])(x)
