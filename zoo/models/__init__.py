@@ -1,3 +1,4 @@
 """Model families. Importing a family module registers its models."""
 
 from zoo.models import vgg  # noqa: F401
+from zoo.models import resnet  # noqa: F401

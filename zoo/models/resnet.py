@@ -1,0 +1,491 @@
+"""ResNet-18/34/50/101/152 (He et al.) as fully-convolutional networks, with
+``output_stride`` 8/16/32 by dilation and torchvision's FCN head.
+
+Two published weight layouts are built, each with its upstream's layer names
+so that its files load by name:
+
+* ``"keras"`` (``stride_in_1x1=True``, the default for 50/101/152):
+  keras.applications' ResNet v1 -- the stride sits in the block's first 1x1
+  convolution, convolutions carry biases, BatchNorm epsilon 1.001e-5, names
+  ``conv1_conv``, ``conv2_block1_1_conv``, ``conv2_block1_0_conv``
+  (shortcut), ..., ``predictions``.
+* ``"torchvision"`` (``stride_in_1x1=False``, always for 18/34): torchvision's
+  ResNet v1.5 -- the stride sits in the 3x3 convolution, no conv biases,
+  epsilon 1e-5, names ``conv1``, ``layer1_0_conv1``,
+  ``layer1_0_downsample_0``, ..., ``fc`` (torch's ``.`` becomes ``_``).
+
+``output_stride`` replaces the strides of the last stages by dilation exactly
+as torchvision's ``replace_stride_with_dilation``: the stage's dilation
+doubles, and its first block still uses the previous dilation. BasicBlock
+(which torchvision refuses to dilate) follows timm: its first convolution uses
+the previous dilation and its second the stage's.
+"""
+
+import dataclasses
+import os
+import re
+
+import keras
+from keras import layers
+
+from zoo.common import DEFAULT, check_choice, check_min_size, resolve_mode
+from zoo.convert import WeightMap, default_torch_name
+from zoo.io.errors import CheckpointError
+from zoo.layers import MinSize, ResizeLike
+from zoo.registry import register_model
+from zoo.weights import load_weights, manifest_entry, read_checkpoint, resolve_file
+
+# Block type and blocks per stage (conv2_x ... conv5_x / layer1 ... layer4).
+RESNET_CONFIGS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+STAGE_WIDTHS = (64, 128, 256, 512)
+EXPANSION = {"basic": 1, "bottleneck": 4}
+OUTPUT_STRIDES = (8, 16, 32)
+STEM_STRIDE = 4
+TRAIN_CROP = 224
+POOL_WINDOW = 7  # c5 cells under a 224 crop at stride 32
+FCN_DROPOUT = 0.1
+FCN_BN_EPSILON = 1e-5  # torchvision's FCNHead BatchNorm2d
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Layer naming and numerics of one published weight layout.
+
+    Name templates are filled with ``b`` (the block's name), ``i`` (conv
+    index 1..3), ``s1``/``s2`` (stage number from 1 / from 2) and
+    ``j0``/``j1`` (block index from 0 / from 1).
+    """
+
+    name: str
+    use_bias: bool
+    epsilon: float
+    stride_in_1x1: bool
+    stem: tuple  # names: pad, conv, bn, relu, pool pad, pool
+    block: str
+    conv: str
+    bn: str
+    relu: str
+    shortcut: tuple  # names: conv, bn
+    add: str
+    out: str
+    pool: str
+    classifier: str
+    marker: str  # regex matching this layout's names in a checkpoint
+
+
+LAYOUTS = {
+    "keras": Layout(
+        name="keras", use_bias=True, epsilon=1.001e-5, stride_in_1x1=True,
+        stem=("conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool"),
+        block="conv{s2}_block{j1}", conv="{b}_{i}_conv", bn="{b}_{i}_bn", relu="{b}_{i}_relu",
+        shortcut=("{b}_0_conv", "{b}_0_bn"), add="{b}_add", out="{b}_out",
+        pool="avg_pool", classifier="predictions", marker=r"conv\d_block\d+_\d_(conv|bn)",
+    ),
+    "torchvision": Layout(
+        name="torchvision", use_bias=False, epsilon=1e-5, stride_in_1x1=False,
+        stem=("conv1_pad", "conv1", "bn1", "relu", "maxpool_pad", "maxpool"),
+        block="layer{s1}_{j0}", conv="{b}_conv{i}", bn="{b}_bn{i}", relu="{b}_relu{i}",
+        shortcut=("{b}_downsample_0", "{b}_downsample_1"), add="{b}_add", out="{b}_out",
+        pool="avgpool", classifier="fc", marker=r"layer\d[._]\d+[._](conv|bn)\d",
+    ),
+}
+LAYOUT_HINT = {"keras": "stride_in_1x1=True", "torchvision": "stride_in_1x1=False"}
+
+
+def stage_plan(output_stride, stages=4):
+    """Strides and dilations of the stages for one output stride.
+
+    Args:
+        output_stride: 8, 16 or 32.
+        stages: number of stages.
+
+    Returns:
+        A list of ``(stride, first_dilation, dilation)`` per stage: stages that
+        would go past ``output_stride`` get stride 1 and twice the previous
+        dilation; their first block keeps the previous dilation
+        (torchvision's ``previous_dilation``).
+    """
+    check_choice(output_stride, OUTPUT_STRIDES, "output_stride")
+    plan, stride, dilation = [], STEM_STRIDE, 1
+    for i in range(stages):
+        step = 1 if i == 0 else 2
+        previous = dilation
+        if stride * step > output_stride:
+            dilation *= step
+            step = 1
+        else:
+            stride *= step
+        plan.append((step, previous, dilation))
+    return plan
+
+
+def conv_bn(x, filters, kernel, stride, dilation, layout, conv_name, bn_name, relu_name=None):
+    """Convolution, BatchNorm and optional ReLU with torch's symmetric padding.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        kernel: square kernel side.
+        stride: 1 or 2.
+        dilation: dilation rate (never combined with stride 2).
+        layout: a :class:`Layout` (bias and epsilon).
+        conv_name: the convolution's name; a strided kxk conv gets a
+            ``<conv_name>_pad`` ZeroPadding2D.
+        bn_name: the BatchNorm's name.
+        relu_name: the ReLU's name, or None for no activation.
+
+    Returns:
+        The output tensor.
+    """
+    padding = "valid"
+    if kernel > 1:
+        if stride > 1:
+            # Keras's "same" would pad only bottom/right at stride 2.
+            x = layers.ZeroPadding2D(dilation * (kernel - 1) // 2, name=f"{conv_name}_pad")(x)
+        else:
+            padding = "same"  # symmetric at stride 1 for odd kernels
+    x = layers.Conv2D(
+        filters, kernel, strides=stride, dilation_rate=dilation, padding=padding,
+        use_bias=layout.use_bias, name=conv_name,
+    )(x)
+    x = layers.BatchNormalization(epsilon=layout.epsilon, name=bn_name)(x)
+    if relu_name:
+        x = layers.Activation("relu", name=relu_name)(x)
+    return x
+
+
+def _shortcut(x, channels, stride, layout, name):
+    if stride == 1 and x.shape[-1] == channels:
+        return x
+    conv, bn = (t.format(b=name) for t in layout.shortcut)
+    return conv_bn(x, channels, 1, stride, 1, layout, conv, bn)
+
+
+def _merge(x, shortcut, layout, name):
+    x = layers.Add(name=layout.add.format(b=name))([shortcut, x])
+    return layers.Activation("relu", name=layout.out.format(b=name))(x)
+
+
+def basic_block(x, filters, stride, first_dilation, dilation, layout, name):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34).
+
+    Args:
+        x: input tensor.
+        filters: channels of both convolutions.
+        stride: stride of the first convolution and the shortcut.
+        first_dilation: dilation of the first convolution.
+        dilation: dilation of the second convolution.
+        layout: a :class:`Layout`.
+        name: block name (``layer2_0``).
+
+    Returns:
+        The block's output.
+    """
+    shortcut = _shortcut(x, filters, stride, layout, name)
+    c1, b1, r1 = (t.format(b=name, i=1) for t in (layout.conv, layout.bn, layout.relu))
+    c2, b2 = (t.format(b=name, i=2) for t in (layout.conv, layout.bn))
+    x = conv_bn(x, filters, 3, stride, first_dilation, layout, c1, b1, r1)
+    x = conv_bn(x, filters, 3, 1, dilation, layout, c2, b2)
+    return _merge(x, shortcut, layout, name)
+
+
+def bottleneck_block(x, filters, stride, first_dilation, dilation, layout, name):
+    """1x1 reduce, 3x3, 1x1 expand (x4) with a residual connection.
+
+    Args:
+        x: input tensor.
+        filters: bottleneck width; the block outputs ``4 * filters``.
+        stride: stride of the block, in the first 1x1 convolution
+            (``layout.stride_in_1x1``, Caffe/Keras) or the 3x3 one (torchvision).
+        first_dilation: dilation of the 3x3 convolution (torchvision gives a
+            block a single dilation; a stage's first block gets the previous one).
+        dilation: unused by this block (kept for one block signature).
+        layout: a :class:`Layout`.
+        name: block name (``conv3_block1`` or ``layer2_0``).
+
+    Returns:
+        The block's output.
+    """
+    del dilation
+    channels = EXPANSION["bottleneck"] * filters
+    shortcut = _shortcut(x, channels, stride, layout, name)
+    s1, s3 = (stride, 1) if layout.stride_in_1x1 else (1, stride)
+    for i, (width, kernel, s, d) in enumerate(
+        ((filters, 1, s1, 1), (filters, 3, s3, first_dilation), (channels, 1, 1, 1)), start=1
+    ):
+        relu = layout.relu.format(b=name, i=i) if i < 3 else None
+        x = conv_bn(x, width, kernel, s, d, layout,
+                    layout.conv.format(b=name, i=i), layout.bn.format(b=name, i=i), relu)
+    return _merge(x, shortcut, layout, name)
+
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+
+def fcn_head(x, classes, name_prefix):
+    """torchvision's ``FCNHead``: 3x3 conv (C/4, no bias), BN, ReLU, dropout, 1x1 conv.
+
+    Args:
+        x: backbone features (c5, or c4 for the auxiliary head).
+        classes: output channels.
+        name_prefix: ``"classifier"`` or ``"aux_classifier"``.
+
+    Returns:
+        Logits at the feature map's resolution.
+    """
+    inter = x.shape[-1] // 4
+    x = layers.Conv2D(inter, 3, padding="same", use_bias=False, name=f"{name_prefix}_0")(x)
+    x = layers.BatchNormalization(epsilon=FCN_BN_EPSILON, name=f"{name_prefix}_1")(x)
+    x = layers.Activation("relu", name=f"{name_prefix}_2")(x)
+    x = layers.Dropout(FCN_DROPOUT, name=f"{name_prefix}_3")(x)
+    return layers.Conv2D(classes, 1, name=f"{name_prefix}_4")(x)
+
+
+def resnet_backbone(x, config, layout, output_stride):
+    """Stem and four stages.
+
+    Returns:
+        A dict ``stem`` (stride 2, after the first ReLU), ``c2`` ... ``c5``.
+    """
+    kind, depths = RESNET_CONFIGS[config]
+    block_fn = BLOCKS[kind]
+    pad, conv, bn, relu, pool_pad, pool = layout.stem
+    x = layers.ZeroPadding2D(3, name=pad)(x)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=layout.use_bias, name=conv)(x)
+    x = layers.BatchNormalization(epsilon=layout.epsilon, name=bn)(x)
+    x = layers.Activation("relu", name=relu)(x)
+    feats = {"stem": x}
+    # After a ReLU, zero padding equals torch's -inf padding for max pooling.
+    x = layers.ZeroPadding2D(1, name=pool_pad)(x)
+    x = layers.MaxPooling2D(3, strides=2, name=pool)(x)
+    for s, (depth, width, (stride, first_dilation, dilation)) in enumerate(
+        zip(depths, STAGE_WIDTHS, stage_plan(output_stride))
+    ):
+        for j in range(depth):
+            name = layout.block.format(s1=s + 1, s2=s + 2, j0=j, j1=j + 1)
+            if j == 0:
+                x = block_fn(x, width, stride, first_dilation, dilation, layout, name)
+            else:
+                x = block_fn(x, width, 1, dilation, dilation, layout, name)
+        feats[f"c{s + 2}"] = x
+    return feats
+
+
+# ----------------------------------------------------------------- weights
+
+
+def _is_path(weights):
+    weights = os.fspath(weights)
+    return (os.path.exists(weights) or os.sep in weights
+            or weights.endswith((".h5", ".pth", ".pt", ".keras")))
+
+
+def checkpoint_layout(path):
+    """Which layout a checkpoint's names belong to.
+
+    Returns:
+        ``"keras"``, ``"torchvision"`` or None when neither is recognised.
+    """
+    _, contents = read_checkpoint(path)
+    for name in contents:
+        for layout in LAYOUTS.values():
+            if re.search(layout.marker, name):
+                return layout.name
+    return None
+
+
+def _file_key(model_name, weights, layout, headless):
+    """Manifest file key for a tag, refusing tags not published in ``layout``."""
+    key = "torch" if layout.name == "torchvision" else ("keras_notop" if headless else "keras_top")
+    if weights is None or _is_path(weights):
+        return key
+    files = manifest_entry(model_name, weights).get("files", {})
+    if key not in files:
+        have = sorted({"torchvision" if k == "torch" else "keras" for k in files})
+        raise ValueError(
+            f"weights {weights!r} of {model_name} are published in the {', '.join(have)} "
+            f"layout only; build the model with "
+            f"{' or '.join(LAYOUT_HINT[h] for h in have)} (it was built with {layout.name})"
+        )
+    return key
+
+
+def _torch_name(aux_head):
+    def name(path):
+        if path.startswith("backbone."):
+            path = path[len("backbone."):]
+        if path.startswith("aux_classifier.") and not aux_head:
+            return None  # torchvision's FCN checkpoints carry it; unused here
+        return default_torch_name(path)
+
+    return name
+
+
+def _load(model, weights, model_name, layout, mode, aux_head):
+    headless = mode in ("dense", "features")
+    file_key = _file_key(model_name, weights, layout, headless)
+    weight_map = WeightMap(
+        torch=_torch_name(aux_head),
+        ignore=((layout.classifier,) if headless else ()) + (() if mode == "dense" else ("classifier_*",)),
+        optional=("classifier_*", "aux_classifier_*") if mode == "dense" else (),
+    )
+    try:
+        return load_weights(model, weights, model_name, weight_map, file_key=file_key)
+    except CheckpointError as err:
+        path = os.fspath(weights) if _is_path(weights) else resolve_file(model_name, weights, file_key)
+        found = checkpoint_layout(path)
+        if found is None or found == layout.name:
+            raise
+        raise CheckpointError(
+            f"{path} holds a {found}-layout {('ResNet' if found == 'keras' else 'torchvision ResNet')} "
+            f"checkpoint, but this {model_name} was built in the {layout.name} layout; "
+            f"build it with {LAYOUT_HINT[found]}"
+            + (" (only ResNet-50/101/152 have the keras layout)" if found == "keras" else "")
+            + f". No weights were changed. ({err})"
+        ) from None
+
+
+# ----------------------------------------------------------------- builder
+
+
+def _resnet(config, weights, mode, input_shape, classes, classifier_activation, name,
+            stride_in_1x1=False, output_stride=None, aux_head=False):
+    kind, _ = RESNET_CONFIGS[config]
+    if stride_in_1x1 and kind == "basic":
+        raise ValueError(f"{config} exists in the torchvision layout only; stride_in_1x1 must be False")
+    layout = LAYOUTS["keras" if stride_in_1x1 else "torchvision"]
+    if output_stride is None:
+        output_stride = 8 if mode == "dense" else 32
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"output_stride must be one of {OUTPUT_STRIDES} (stages beyond it are dilated); "
+            f"got {output_stride!r}"
+        )
+    if aux_head and mode != "dense":
+        raise ValueError("aux_head=True needs mode='dense' (it is the FCN auxiliary head on c4)")
+    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    if mode == "heatmap":
+        min_size = TRAIN_CROP * output_stride // 32
+        check_min_size(input_shape, min_size, mode)
+        x = MinSize(min_size, name="min_size")(x)
+    feats = resnet_backbone(x, config, layout, output_stride)
+    c5 = feats["c5"]
+    if mode == "classify":
+        x = layers.GlobalAveragePooling2D(name=layout.pool)(c5)
+        outputs = layers.Dense(classes, activation=act, name=layout.classifier)(x)
+    elif mode == "heatmap":
+        x = layers.AveragePooling2D(POOL_WINDOW, strides=1, name=layout.pool)(c5)
+        outputs = layers.Conv2D(classes, 1, activation=act, name=layout.classifier)(x)
+    elif mode == "dense":
+        out = ResizeLike(name="upsample")([fcn_head(c5, classes, "classifier"), inputs])
+        if aux_head:
+            aux = ResizeLike(name="aux_upsample")(
+                [fcn_head(feats["c4"], classes, "aux_classifier"), inputs])
+            outputs = {"out": out, "aux": aux}
+        else:
+            outputs = out
+    else:
+        outputs = feats
+    model = keras.Model(inputs, outputs, name=name or config)
+    return _load(model, weights, config, layout, mode, aux_head)
+
+
+_DOC = """{summary}
+
+    Args:
+        weights: None, a published tag (``"imagenet"``; ``"imagenet_v2"`` and,
+            in dense mode, ``"coco_voc"`` where published) or a file path
+            (keras.applications ``.h5``, Keras ``.weights.h5``/``.keras``,
+            torchvision ``.pth``), detected by content. Tags pick the file of
+            the model's layout.
+        mode: ``"classify"``, ``"heatmap"``, ``"dense"`` (torchvision FCN
+            head, logits at input size) or ``"features"`` (dict ``stem``,
+            ``c2`` ... ``c5``).
+        input_shape: defaults to (224, 224, 3) for classify, else (None, None, 3).
+        classes: number of output classes.
+        classifier_activation: ``"softmax"`` by default for classify and
+            heatmap; None gives logits. Dense and features have none.
+        name: model name.{extra}
+        output_stride: 8, 16 or 32; later stages use dilation instead of
+            stride. Defaults to 8 in dense mode, else 32.
+        aux_head: dense mode only: also build torchvision's auxiliary FCN head
+            on c4; the model then returns ``{{"out": ..., "aux": ...}}``.
+
+    Returns:
+        A ``keras.Model``.
+    """
+_STRIDE_ARG = """
+        stride_in_1x1: True (default) builds keras.applications' layout
+            (stride in the first 1x1 conv; its ``.h5`` files load); False
+            builds torchvision's v1.5 layout (its ``.pth`` files load)."""
+
+
+def ResNet18(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, output_stride=None, aux_head=False):
+    return _resnet("resnet18", weights, mode, input_shape, classes, classifier_activation, name,
+                   False, output_stride, aux_head)
+
+
+def ResNet34(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, output_stride=None, aux_head=False):
+    return _resnet("resnet34", weights, mode, input_shape, classes, classifier_activation, name,
+                   False, output_stride, aux_head)
+
+
+def ResNet50(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
+             output_stride=None, aux_head=False):
+    return _resnet("resnet50", weights, mode, input_shape, classes, classifier_activation, name,
+                   stride_in_1x1, output_stride, aux_head)
+
+
+def ResNet101(weights=None, mode="classify", input_shape=None, classes=1000,
+              classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
+              output_stride=None, aux_head=False):
+    return _resnet("resnet101", weights, mode, input_shape, classes, classifier_activation, name,
+                   stride_in_1x1, output_stride, aux_head)
+
+
+def ResNet152(weights=None, mode="classify", input_shape=None, classes=1000,
+              classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
+              output_stride=None, aux_head=False):
+    return _resnet("resnet152", weights, mode, input_shape, classes, classifier_activation, name,
+                   stride_in_1x1, output_stride, aux_head)
+
+
+def _stage_flops(model, input_size, per_layer):
+    """``model_info`` hook: multiply-adds per stage and the stages' dilations."""
+    groups = {"stem": ("conv1",), "c2": ("conv2_", "layer1_"), "c3": ("conv3_", "layer2_"),
+              "c4": ("conv4_", "layer3_"), "c5": ("conv5_", "layer4_")}
+    out = {k: 0 for k in groups}
+    out["head"] = 0
+    for lname, macs in per_layer.items():
+        for key, prefixes in groups.items():
+            if lname.startswith(prefixes):
+                out[key] += macs
+                break
+        else:
+            out["head"] += macs
+    dilations = sorted({layer.dilation_rate[0] for layer in model.layers
+                        if isinstance(layer, layers.Conv2D)})
+    return {"stage_flops": out, "dilations": dilations}
+
+
+for _name, _builder in (("resnet18", ResNet18), ("resnet34", ResNet34), ("resnet50", ResNet50),
+                        ("resnet101", ResNet101), ("resnet152", ResNet152)):
+    _kind, _depths = RESNET_CONFIGS[_name]
+    _builder.__doc__ = _DOC.format(
+        summary=f"ResNet-{_name[6:]} ({_kind} blocks {_depths}), fully convolutional, "
+                f"with output_stride and FCN head.",
+        extra=_STRIDE_ARG if _kind == "bottleneck" else "",
+    )
+    register_model(_name, _builder, "resnet", output_stride=32, info_mode="classify",
+                   info_hook=_stage_flops)
