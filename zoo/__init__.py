@@ -4,6 +4,7 @@ outputs for segmentation."""
 
 from zoo import layers  # noqa: F401
 from zoo.info import model_info
+from zoo.models.inception import GoogLeNet, InceptionV3
 from zoo.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101, ResNet152
 from zoo.models.vgg import FCN8s, FCN16s, FCN32s, VGG16, VGG19
 from zoo.registry import create_model, list_models
@@ -15,4 +16,5 @@ __all__ = [
     "list_models", "create_model", "model_info", "load_weights",
     "VGG16", "VGG19", "FCN32s", "FCN16s", "FCN8s",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
+    "GoogLeNet", "InceptionV3",
 ]
