@@ -6,3 +6,29 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: heavy tests, run in CI's separate slow step")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def vgg16_reference(tmp_path_factory):
+    """keras.applications.VGG16 with random weights and its legacy ``.h5`` files.
+
+    Returns:
+        ``(model, top_path, notop_path)``; the files are in keras.applications'
+        own published layout (layer_names / weight_names attributes).
+    """
+    import keras
+
+    from tests.helpers import randomize, save_legacy_h5
+
+    folder = tmp_path_factory.mktemp("vgg16")
+    ref = randomize(keras.applications.VGG16(weights=None, classifier_activation=None), seed=1)
+    top = save_legacy_h5(ref, str(folder / "vgg16_top.h5"))
+    base = keras.applications.VGG16(weights=None, include_top=False)
+    for layer in base.layers:
+        if layer.weights:
+            layer.set_weights(ref.get_layer(layer.name).get_weights())
+    notop = save_legacy_h5(base, str(folder / "vgg16_notop.h5"))
+    return ref, top, notop

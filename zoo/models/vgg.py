@@ -66,7 +66,7 @@ def vgg_base(x, config, pool_padding="valid"):
     return feats
 
 
-def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0):
+def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0, score_init="glorot_uniform"):
     """The FC classifier as convolutions: 7x7 valid, 1x1, 1x1.
 
     Each output cell is exactly the Dense head applied to one 7x7 window of
@@ -78,6 +78,7 @@ def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0):
         activation: activation of the last layer (softmax or None).
         names: names of the three layers.
         dropout: dropout rate after the first two (FCN's drop6/drop7).
+        score_init: initializer of the last layer (FCN starts it at zero).
 
     Returns:
         The score map.
@@ -88,7 +89,7 @@ def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0):
     x = layers.Conv2D(4096, 1, activation="relu", name=names[1])(x)
     if dropout:
         x = layers.Dropout(dropout, name="drop7")(x)
-    return layers.Conv2D(classes, 1, activation=activation, name=names[2])(x)
+    return layers.Conv2D(classes, 1, activation=activation, kernel_initializer=score_init, name=names[2])(x)
 
 
 def _vgg(config, weights, mode, input_shape, classes, classifier_activation, name):
@@ -129,7 +130,8 @@ def _fcn(config, weights, mode, input_shape, classes, classifier_activation, nam
     # 99 here plus the conv's own "same" pad of 1 makes the same 100.
     x = layers.ZeroPadding2D(99, name="pad100")(inputs)
     feats = vgg_base(x, "vgg16", pool_padding="same")
-    x = conv_head(feats["block5"], classes, None, names=("fc6", "fc7", "score_fr"), dropout=0.5)
+    x = conv_head(feats["block5"], classes, None, names=("fc6", "fc7", "score_fr"), dropout=0.5,
+                  score_init="zeros")
     bilinear = BilinearInitializer()
     for i, (src, offset) in enumerate(spec["skips"]):
         x = layers.Conv2DTranspose(
