@@ -1,0 +1,271 @@
+"""ResNet: keras.applications parity, torchvision-layout parity against a
+PyTorch reference, output_stride, heatmap identity, FCN head and errors."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from tests.helpers import randomize, save_legacy_h5
+from zoo.io.errors import CheckpointError
+
+H, W = 64, 80  # small, non-square inputs keep the tests fast
+
+
+def _images(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return keras.applications.resnet.preprocess_input(
+        rng.uniform(0, 255, (n, h, w, 3)).astype("float32"))
+
+
+def _close(a, b, atol=1e-4, rel=0.0):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    tol = atol + rel * float(np.abs(b).max())
+    diff = float(np.abs(a - b).max())
+    assert diff <= tol, f"max abs diff {diff:.3g} > {tol:.3g}"
+
+
+# ------------------------------------------------------------ keras layout
+
+
+def _keras_h5(tmp_path, app, seed=0):
+    ref = app(weights=None, input_shape=(H, W, 3), classifier_activation=None)
+    randomize(ref, seed=seed)
+    return save_legacy_h5(ref, str(tmp_path / f"{ref.name}.h5"))
+
+
+def _keras_parity(tmp_path, builder, app):
+    f = _keras_h5(tmp_path, app)
+    x = _images(2, H, W)
+    theirs = app(weights=f, input_shape=(H, W, 3), classifier_activation=None).predict_on_batch(x)
+    ours = builder(weights=f, input_shape=(H, W, 3), classifier_activation=None).predict_on_batch(x)
+    assert ours.shape == (2, 1000)
+    assert np.abs(theirs).max() > 1e-2  # a meaningful comparison
+    _close(ours, theirs, atol=1e-4)
+
+
+def test_resnet50_matches_keras_applications(tmp_path):
+    _keras_parity(tmp_path, zoo.ResNet50, keras.applications.ResNet50)
+
+
+@pytest.mark.slow
+def test_resnet101_matches_keras_applications(tmp_path):
+    _keras_parity(tmp_path, zoo.ResNet101, keras.applications.ResNet101)
+
+
+@pytest.mark.slow
+def test_resnet152_matches_keras_applications(tmp_path):
+    _keras_parity(tmp_path, zoo.ResNet152, keras.applications.ResNet152)
+
+
+def test_keras_layout_names_and_epsilon():
+    m = zoo.ResNet50(input_shape=(H, W, 3))
+    ref = keras.applications.ResNet50(weights=None, input_shape=(H, W, 3))
+    assert {l.name for l in m.layers if l.weights} == {l.name for l in ref.layers if l.weights}
+    assert m.get_layer("conv2_block1_1_bn").epsilon == pytest.approx(1.001e-5)
+    # Caffe layout: the stride is in the first 1x1 conv and the shortcut.
+    assert m.get_layer("conv3_block1_1_conv").strides == (2, 2)
+    assert m.get_layer("conv3_block1_2_conv").strides == (1, 1)
+
+
+# ------------------------------------------------------ torchvision layout
+
+
+def _torch_checkpoint(tmp_path, model, legacy, name="ref.pth"):
+    torch = pytest.importorskip("torch")
+    path = str(tmp_path / name)
+    torch.save(model.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+def _torch_run(model, x):
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        out = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    if isinstance(out, dict):
+        return {k: v.numpy().transpose(0, 2, 3, 1) for k, v in out.items()}
+    return out.numpy()
+
+
+@pytest.mark.parametrize("config, output_stride, legacy", [
+    ("resnet18", 32, False),
+    ("resnet18", 8, True),
+    ("resnet50", 32, True),
+    ("resnet50", 16, False),
+])
+def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_stride, legacy):
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    ref = tref.randomize(tref.build(config, output_stride), seed=1)
+    f = _torch_checkpoint(tmp_path, ref, legacy)
+    x = _images(2, H, W, seed=2)
+    kwargs = {} if config == "resnet18" else {"stride_in_1x1": False}
+    ours = zoo.create_model(config, weights=f, input_shape=(H, W, 3), output_stride=output_stride,
+                            classifier_activation=None, **kwargs)
+    assert ours.get_layer("layer1_0_bn1").epsilon == pytest.approx(1e-5)
+    got = ours.predict_on_batch(x)
+    want = _torch_run(ref, x)
+    assert np.abs(want).max() > 1e-2
+    _close(got, want, atol=1e-4, rel=1e-5)
+
+
+def test_fcn_dense_matches_torch_reference(tmp_path):
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    ref = tref.randomize(tref.FCN(tref.build("resnet50", 8), classes=21), seed=3)
+    f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn.pth")
+    x = _images(1, H, W, seed=4)
+    want = _torch_run(ref, x)
+    model = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
+                         aux_head=True, input_shape=(H, W, 3))
+    got = model.predict_on_batch(x)
+    assert got["out"].shape == (1, H, W, 21)
+    _close(got["out"], want["out"], atol=1e-4, rel=1e-5)
+    _close(got["aux"], want["aux"], atol=1e-4, rel=1e-5)
+    # Without the aux head the published aux_classifier.* keys are ignored.
+    plain = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
+                         input_shape=(H, W, 3))
+    assert not any(l.name.startswith("aux_") for l in plain.layers)
+    _close(plain.predict_on_batch(x), want["out"], atol=1e-4, rel=1e-5)
+
+
+# ---------------------------------------------------------------- heatmap
+
+
+def test_heatmap_cell_is_head_on_c5_window():
+    size = (288, 320)  # c5 9x10 -> heatmap 3x4
+    hm = zoo.ResNet18(mode="heatmap", input_shape=(*size, 3), classifier_activation=None)
+    randomize(hm, seed=5)
+    x = _images(1, *size, seed=6)
+    heat = hm.predict_on_batch(x)
+    assert heat.shape == (1, 3, 4, 1000)
+    c5 = keras.Model(hm.input, hm.get_layer("layer4_1_out").output).predict_on_batch(x)
+    assert c5.shape == (1, 9, 10, 512)
+    kernel, bias = hm.get_layer("fc").get_weights()
+    kernel = kernel.reshape(512, 1000)
+    for i in range(3):
+        for j in range(4):
+            want = c5[:, i:i + 7, j:j + 7].mean(axis=(1, 2)) @ kernel + bias
+            _close(heat[:, i, j], want, atol=1e-4, rel=1e-5)
+    # True sliding 224 crops see zero padding at the crop border instead of
+    # the neighbouring pixels: report the difference, never assert it.
+    cl = zoo.ResNet18(input_shape=(224, 224, 3), classifier_activation=None)
+    for layer in cl.layers:
+        if layer.weights:
+            src = hm.get_layer(layer.name).get_weights()
+            layer.set_weights([w.reshape(t.shape) for w, t in zip(src, layer.weights)])
+    crops = np.concatenate([x[:, 32 * i:32 * i + 224, 32 * j:32 * j + 224]
+                            for i in range(3) for j in range(4)])
+    crop_logits = cl.predict_on_batch(crops).reshape(3, 4, 1000)
+    gap = np.abs(crop_logits - heat[0]).max()
+    print(f"\nheatmap vs true sliding 224 crops: max abs diff {gap:.4g}, "
+          f"{gap / np.abs(heat).max():.1%} of the largest logit")
+
+
+# ------------------------------------------------------------------ shapes
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+@pytest.mark.parametrize("config, kwargs", [
+    ("resnet18", {}), ("resnet50", {}), ("resnet50", {"stride_in_1x1": False}),
+])
+def test_feature_shapes_for_every_output_stride(config, kwargs, output_stride):
+    m = zoo.create_model(config, mode="features", output_stride=output_stride,
+                         input_shape=(H, W, 3), **kwargs)
+    out = m.predict_on_batch(np.zeros((1, H, W, 3), "float32"))
+    exp = 1 if config == "resnet18" else 4
+    strides = {"stem": 2, "c2": 4, "c3": 8, "c4": min(16, output_stride), "c5": output_stride}
+    widths = {"stem": 64, "c2": 64 * exp, "c3": 128 * exp, "c4": 256 * exp, "c5": 512 * exp}
+    for key, s in strides.items():
+        assert out[key].shape == (1, -(-H // s), -(-W // s), widths[key]), key
+    # Dilation only where strides were removed.
+    rates = {l.dilation_rate[0] for l in m.layers if isinstance(l, keras.layers.Conv2D)}
+    assert rates == {1: {1}, 2: {1, 2}, 4: {1, 2, 4}}[32 // output_stride]
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_dense_and_heatmap_shapes(output_stride):
+    dense = zoo.ResNet18(mode="dense", output_stride=output_stride, classes=5)
+    assert dense.predict_on_batch(np.zeros((1, 40, 56, 3), "float32")).shape == (1, 40, 56, 5)
+    side = 8 * output_stride  # c5 8 cells -> 2 heatmap cells
+    heat = zoo.ResNet18(mode="heatmap", output_stride=output_stride, classes=3)
+    out = heat.predict_on_batch(np.zeros((1, side, side - output_stride, 3), "float32"))
+    assert out.shape == (1, 2, 1, 3)
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+
+
+def test_dense_defaults_to_output_stride_8():
+    m = zoo.ResNet18(mode="dense", classes=2, input_shape=(H, W, 3))
+    assert m.get_layer("layer4_1_conv2").dilation_rate == (4, 4)
+    assert m.get_layer("layer3_0_conv1").dilation_rate == (1, 1)  # previous dilation
+    assert m.get_layer("layer3_0_conv2").dilation_rate == (2, 2)
+
+
+def test_model_info_flops_grow_with_lower_output_stride():
+    infos = {s: zoo.model_info("resnet50", (512, 512), output_stride=s) for s in (32, 16, 8)}
+    flops = [infos[s]["flops"] for s in (32, 16, 8)]
+    assert flops[0] < flops[1] < flops[2]
+    assert infos[8]["output_stride"] == 8 and infos[8]["dilations"] == [1, 2, 4]
+    assert len({infos[s]["params"] for s in infos}) == 1  # dilation adds no weights
+    # Keras layout: every conv of c5 runs at c5's resolution, 16x the cells
+    # at stride 8. The stem, c2 and c3 do not change.
+    assert infos[8]["stage_flops"]["c5"] == 16 * infos[32]["stage_flops"]["c5"]
+    assert infos[8]["stage_flops"]["c4"] == 4 * infos[32]["stage_flops"]["c4"]
+    for key in ("stem", "c2", "c3"):
+        assert infos[8]["stage_flops"][key] == infos[32]["stage_flops"][key]
+    # torchvision layout: the first block's 1x1 conv ran before the stride
+    # already, so it only grows 4x: c5 grows by less than 16x.
+    tv = {s: zoo.model_info("resnet50", (512, 512), output_stride=s, stride_in_1x1=False)
+          for s in (32, 8)}
+    ratio = tv[8]["stage_flops"]["c5"] / tv[32]["stage_flops"]["c5"]
+    assert 12 < ratio < 16
+    print("\nresnet50 512x512 GMACs by output_stride:",
+          {s: round(infos[s]["flops"] / 1e9, 2) for s in infos})
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_bad_output_stride_is_refused():
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        zoo.ResNet18(output_stride=4)
+
+
+def test_torchvision_checkpoint_into_keras_layout_is_refused(tmp_path):
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    f = _torch_checkpoint(tmp_path, tref.build("resnet50"), legacy=False)
+    with pytest.raises(CheckpointError, match=r"torchvision-layout.*stride_in_1x1=False"):
+        zoo.ResNet50(weights=f, input_shape=(H, W, 3))
+
+
+def test_keras_h5_into_torchvision_layout_is_refused(tmp_path):
+    f = _keras_h5(tmp_path, keras.applications.ResNet50)
+    with pytest.raises(CheckpointError, match=r"keras-layout.*stride_in_1x1=True"):
+        zoo.ResNet50(weights=f, stride_in_1x1=False, input_shape=(H, W, 3))
+
+
+def test_tag_of_the_other_layout_is_refused_before_download():
+    with pytest.raises(ValueError, match="torchvision layout only.*stride_in_1x1=False"):
+        zoo.ResNet50(weights="coco_voc", mode="dense")
+
+
+def test_class_count_mismatch_drops_head_and_loads_backbone(tmp_path):
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    ref = tref.randomize(tref.build("resnet18"), seed=7)
+    f = _torch_checkpoint(tmp_path, ref, legacy=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = zoo.ResNet18(weights=f, classes=10, input_shape=(H, W, 3))
+    assert any("class count differs" in str(w.message) and "fc" in str(w.message) for w in caught)
+    assert m.get_layer("fc").get_weights()[0].shape == (512, 10)
+    want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(m.get_layer("layer4_1_conv2").get_weights()[0], want)
