@@ -176,7 +176,12 @@ class ResizeLike(keras.layers.Layer):
     def call(self, inputs):
         x, ref = inputs
         size = (ops.shape(ref)[1], ops.shape(ref)[2])
-        return ops.image.resize(x, size, interpolation="bilinear", antialias=False)
+        # The backend's resize: ``ops.image.resize`` checks ``size[0] <= 0`` in
+        # Python, which fails on the symbolic sizes of a retraced tf.function
+        # (a second predict() at another input size).
+        from keras.src import backend as _backend
+
+        return _backend.image.resize(x, size, interpolation="bilinear", antialias=False)
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes
