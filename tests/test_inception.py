@@ -130,9 +130,6 @@ def v3_files(tmp_path_factory):
                                          classifier_activation=None)
     randomize(top, seed=3)
     notop = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=shape)
-    for dst in notop.layers:
-        if dst.weights:
-            pass
     # The no-top file holds the same conv/BN weights (keras.applications
     # loads both files by layer order).
     src_layers = [l for l in top.layers if l.weights][:-1]
