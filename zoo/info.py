@@ -1,8 +1,28 @@
 """``zoo.model_info``: parameters, multiply-adds and output stride of a model."""
 
+import math
+
+import keras
+
 from zoo.flops import count_flops
 from zoo.registry import get_entry
 from zoo.weights import available_tags
+
+
+def count_parameters(model):
+    """Learned parameters, the count papers and torchvision report.
+
+    BatchNorm's moving mean and variance are running statistics (PyTorch
+    buffers), not parameters, so they are left out; Keras's
+    ``count_params()`` includes them. Frozen layers still count.
+    """
+    stats = sum(
+        math.prod(w.shape)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for w in (layer.moving_mean, layer.moving_variance)
+    )
+    return int(model.count_params() - stats)
 
 
 def model_info(name, input_size=(224, 224), **kwargs):
@@ -14,7 +34,9 @@ def model_info(name, input_size=(224, 224), **kwargs):
         **kwargs: builder arguments (e.g. ``output_stride=8``, ``mode``).
 
     Returns:
-        A dict with ``name``, ``family``, ``params``, ``flops`` (multiply-adds,
+        A dict with ``name``, ``family``, ``params`` (learned parameters,
+        without BatchNorm's running statistics), ``keras_params`` (Keras's
+        ``count_params()``, with them), ``flops`` (multiply-adds,
         batch 1, counted analytically), ``input_size``, ``output_stride``,
         ``modes``, ``weights`` (published tags) and, where the family adds
         them, more keys (e.g. Inception's per-block savings).
@@ -27,7 +49,8 @@ def model_info(name, input_size=(224, 224), **kwargs):
     info = {
         "name": entry.name,
         "family": entry.family,
-        "params": int(model.count_params()),
+        "params": count_parameters(model),
+        "keras_params": int(model.count_params()),
         "flops": int(flops),
         "input_size": (h, w),
         "output_stride": kwargs.get("output_stride", entry.output_stride),

@@ -1,0 +1,55 @@
+"""The command line, in-process (``zoo.cli.main``) and as ``python -m zoo``."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import zoo
+from zoo.cli import main
+
+
+def test_list_and_info(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vgg16", "fcn8s"):
+        assert name in out
+    assert main(["info", "vgg16", "--size", "384", "384"]) == 0
+    out = capsys.readouterr().out
+    assert "138,357,544" in out and "384x384" in out and "output stride  32" in out
+
+
+def test_unknown_model_is_a_clean_error(capsys):
+    assert main(["info", "vgg17"]) == 2
+    assert "valid names" in capsys.readouterr().err
+
+
+def test_convert_legacy_h5_to_weights_h5(tmp_path, vgg16_reference):
+    _, _, notop = vgg16_reference
+    dst = str(tmp_path / "vgg16_features.weights.h5")
+    assert main(["convert", notop, dst, "--model", "vgg16", "--mode", "features"]) == 0
+    a = zoo.VGG16(weights=notop, mode="features")
+    b = zoo.VGG16(weights=dst, mode="features")
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_heatmap_writes_png(tmp_path, vgg16_reference):
+    import tensorflow as tf
+
+    _, top, _ = vgg16_reference
+    img = (np.random.default_rng(0).uniform(0, 255, (256, 288, 3))).astype("uint8")
+    path = str(tmp_path / "img.png")
+    tf.io.write_file(path, tf.io.encode_png(img))
+    out = str(tmp_path / "heat.png")
+    assert main(["heatmap", path, "--model", "vgg16", "--weights", top, "--out", out]) == 0
+    png = tf.io.decode_png(tf.io.read_file(out)).numpy()
+    assert png.shape == (256, 288, 3)
+
+
+def test_python_dash_m_runs():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-m", "zoo", "list", "vgg*"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "vgg16" and "vgg19" in r.stdout
