@@ -4,6 +4,10 @@ outputs for segmentation."""
 
 from zoo import layers  # noqa: F401
 from zoo.info import model_info
+from zoo.models.drn import (
+    DRN_A_18, DRN_A_34, DRN_A_50, DRN_C_26, DRN_C_42, DRN_C_58, DRN_D_22,
+    DRN_D_24, DRN_D_38, DRN_D_40, DRN_D_54, DRN_D_56, DRN_D_105, DRN_D_107,
+)
 from zoo.models.inception import GoogLeNet, InceptionV3
 from zoo.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101, ResNet152
 from zoo.models.vgg import FCN8s, FCN16s, FCN32s, VGG16, VGG19
@@ -17,4 +21,6 @@ __all__ = [
     "VGG16", "VGG19", "FCN32s", "FCN16s", "FCN8s",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
     "GoogLeNet", "InceptionV3",
+    "DRN_A_18", "DRN_A_34", "DRN_A_50", "DRN_C_26", "DRN_C_42", "DRN_C_58", "DRN_D_22",
+    "DRN_D_24", "DRN_D_38", "DRN_D_40", "DRN_D_54", "DRN_D_56", "DRN_D_105", "DRN_D_107",
 ]

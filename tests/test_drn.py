@@ -1,0 +1,237 @@
+"""DRN-A/C/D and DRNSeg: parity with an independent PyTorch reference
+(tests/drn_torch_ref.py) through both torch file formats, parameter counts
+against the official README, shapes of every mode, and loading errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.io.errors import CheckpointError
+from zoo.models import drn as zdrn
+from zoo.weights import load_manifest, load_weights
+
+torch = pytest.importorskip("torch")
+from tests import drn_torch_ref as ref  # noqa: E402
+
+torch.set_grad_enabled(False)
+BIG = (256, 320)  # the issue's non-square size
+SMALL = (64, 96)
+
+
+def _close(a, b, atol=1e-4):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
+    diff = float(np.abs(a - b).max())
+    assert diff <= atol, f"max abs diff {diff:.3g} > {atol} (max |ref| {np.abs(b).max():.3g})"
+    return diff
+
+
+def _images(h, w, n=1, seed=0):
+    return np.random.default_rng(seed).normal(0, 1, (n, h, w, 3)).astype("float32")
+
+
+def _nchw(x):
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def _save_both(module, tmp_path, stem, prefix=""):
+    state = {prefix + k: v for k, v in module.state_dict().items()}
+    zip_path, legacy_path = tmp_path / f"{stem}_zip.pth", tmp_path / f"{stem}_legacy.pth"
+    torch.save(state, zip_path)
+    torch.save(state, legacy_path, _use_new_zipfile_serialization=False)
+    return str(zip_path), str(legacy_path)
+
+
+def _classify_parity(tmp_path, variant, size, seed=0):
+    net = ref.randomize_(ref.RefDRN(variant), seed)
+    x = _images(*size, seed=seed)
+    want = net(_nchw(x)).numpy()
+    diffs = []
+    for path in _save_both(net, tmp_path, variant):
+        model = zdrn.BUILDERS[variant](weights=path, classifier_activation=None)
+        diffs.append(_close(model.predict(x, verbose=0), want))
+    return diffs
+
+
+# ------------------------------------------------------------ parity
+
+
+@pytest.mark.parametrize("variant,size", [
+    ("drn_d_22", BIG),
+    ("drn_c_26", BIG),
+    ("drn_d_38", SMALL),
+    ("drn_a_50", SMALL),
+])
+def test_classify_parity_zip_and_legacy(tmp_path, variant, size):
+    _classify_parity(tmp_path, variant, size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(set(zdrn.DRN_CONFIGS) - {"drn_d_22", "drn_c_26"}))
+def test_classify_parity_every_variant(tmp_path, variant):
+    _classify_parity(tmp_path, variant, SMALL, seed=3)
+
+
+def test_drn_c_58_ignores_unused_downsample(tmp_path):
+    net = ref.randomize_(ref.RefDRN("drn_c_58"), 1)
+    assert "layer7.0.downsample.0.weight" in net.state_dict()
+    x = _images(40, 56, seed=1)
+    zip_path, _ = _save_both(net, tmp_path, "c58")
+    model = zoo.DRN_C_58(weights=zip_path, classifier_activation=None)
+    _close(model.predict(x, verbose=0), net(_nchw(x)).numpy())
+    assert not any(l.name.startswith("layer7_0_downsample") for l in model.layers)
+
+
+def test_heatmap_and_features_parity(tmp_path):
+    net = ref.randomize_(ref.RefDRN("drn_c_26"), 2)
+    x = _images(72, 88, seed=2)
+    zip_path, _ = _save_both(net, tmp_path, "c26")
+    heat = zoo.DRN_C_26(weights=zip_path, mode="heatmap", classifier_activation=None)
+    _close(heat.predict(x, verbose=0), net.heatmap(_nchw(x)).numpy().transpose(0, 2, 3, 1))
+    feats = zoo.DRN_C_26(weights=zip_path, mode="features")(x)
+    stages = net.stages(_nchw(x))
+    assert list(feats) == [f"layer{i}" for i in range(1, 9)]
+    for (name, got), want in zip(feats.items(), stages):
+        _close(np.asarray(got), want.numpy().transpose(0, 2, 3, 1))
+
+
+def test_drnseg_parity_zip_legacy_and_module_prefix(tmp_path):
+    seg = ref.randomize_(ref.RefDRNSeg("drn_d_22", 19), 4)
+    # A trained `up`: it must come from the file, not be regenerated.
+    seg.up.weight.mul_(torch.linspace(0.5, 1.5, 19)[:, None, None, None])
+    x = _images(*BIG, seed=4)
+    want = seg(_nchw(x)).numpy().transpose(0, 2, 3, 1)
+    zip_path, legacy_path = _save_both(seg, tmp_path, "seg")
+    _, prefixed = _save_both(seg, tmp_path, "seg_dp", prefix="module.")
+    for path in (zip_path, legacy_path, prefixed):
+        model = zoo.DRN_D_22(weights=path, mode="dense", classes=19)
+        _close(model.predict(x, verbose=0), want)
+    assert not model.get_layer("up").trainable
+
+
+def test_drnseg_odd_size_is_the_official_top_left_crop(tmp_path):
+    seg = ref.randomize_(ref.RefDRNSeg("drn_c_26", 5), 5)
+    x = _images(37, 50, seed=5)
+    full = seg(_nchw(x)).numpy().transpose(0, 2, 3, 1)
+    assert full.shape[1:3] == (40, 56)  # 8 * ceil(H / 8)
+    zip_path, _ = _save_both(seg, tmp_path, "segc")
+    model = zoo.DRN_C_26(weights=zip_path, mode="dense", classes=5)
+    _close(model.predict(x, verbose=0), full[:, :37, :50])
+
+
+def test_imagenet_checkpoint_into_dense_keeps_bilinear_up(tmp_path):
+    net = ref.randomize_(ref.RefDRN("drn_d_22"), 6)
+    zip_path, _ = _save_both(net, tmp_path, "d22")
+    model = zoo.DRN_D_22(weights=zip_path, mode="dense", classes=3)
+    want = ref.RefDRNSeg("drn_d_22", 3).up.weight.numpy().transpose(2, 3, 0, 1)
+    _close(model.get_layer("up").get_weights()[0], want, atol=0)
+    _close(model.get_layer("layer5_1_conv2").get_weights()[0],
+           net.layer5[1].conv2.weight.numpy().transpose(2, 3, 1, 0), atol=0)
+
+
+def test_drn_a_output_stride_32_is_plain_resnet(tmp_path):
+    net = ref.randomize_(ref.RefDRN("drn_a_18", output_stride=32), 7)
+    x = _images(*SMALL, seed=7)
+    zip_path, _ = _save_both(net, tmp_path, "r18")
+    model = zoo.DRN_A_18(weights=zip_path, output_stride=32, mode="heatmap", classifier_activation=None)
+    got = model.predict(x, verbose=0)
+    assert got.shape == (1, 2, 3, 1000)
+    _close(got, net.heatmap(_nchw(x)).numpy().transpose(0, 2, 3, 1))
+
+
+# ------------------------------------------------------------ counts
+
+
+@pytest.mark.parametrize("name,millions", [
+    ("drn_d_22", 16.4), ("drn_c_26", 21.1), ("drn_d_105", 54.8), ("drn_a_50", 25.6),
+    ("drn_d_38", 26.5), ("drn_c_42", 31.2),
+])
+def test_param_counts_match_readme(name, millions):
+    info = zoo.model_info(name)
+    # The README rounds to 0.1M; PyTorch's count excludes BN running stats.
+    assert abs(info["params_torch"] / 1e6 - millions) <= 0.05, info["params_torch"]
+    assert info["params"] > info["params_torch"]
+    assert info["output_stride"] == 8 and info["feature_map"] == (28, 28)
+
+
+def test_drn_c_58_count_explains_readme():
+    info = zoo.model_info("drn_c_58")
+    total = info["params_torch"] + info["checkpoint_only_params"]
+    assert abs(total / 1e6 - 41.6) <= 0.05, total
+
+
+def test_flops_stride8_vs_stride32():
+    drn = zoo.model_info("drn_a_18", (224, 224))["flops"]
+    resnet = zoo.model_info("drn_a_18", (224, 224), output_stride=32)["flops"]
+    assert abs(resnet / 1e9 - 1.82) < 0.02, resnet  # torchvision's ResNet-18 figure
+    assert drn > 4 * resnet
+
+
+# ------------------------------------------------------------ modes
+
+
+@pytest.mark.parametrize("builder", [zoo.DRN_D_22, zoo.DRN_C_26, zoo.DRN_A_18])
+def test_shapes_every_mode(builder):
+    x = _images(37, 50, n=2)
+    h8, w8 = math.ceil(37 / 8), math.ceil(50 / 8)
+    assert builder(classes=7, input_shape=(37, 50, 3))(x).shape == (2, 7)
+    assert builder(mode="classify", classes=7)(x).shape == (2, 7)
+    assert builder(mode="heatmap", classes=7)(x).shape == (2, h8, w8, 7)
+    assert builder(mode="dense", classes=7)(x).shape == (2, 37, 50, 7)
+    feats = builder(mode="features")(x)
+    assert feats[list(feats)[-1]].shape[1:3] == (h8, w8)
+
+
+def test_empty_map_refused():
+    with pytest.raises(ValueError, match="empty feature map"):
+        zoo.DRN_D_22(input_shape=(0, 64, 3))
+
+
+def test_unknown_output_stride_refused():
+    with pytest.raises(ValueError, match="output_stride"):
+        zoo.DRN_A_50(output_stride=4)
+    with pytest.raises(ValueError, match="x8"):
+        zoo.DRN_A_50(output_stride=32, mode="dense")
+
+
+# ------------------------------------------------------------ errors
+
+
+def test_wrong_variant_fails_before_loading(tmp_path):
+    net = ref.randomize_(ref.RefDRN("drn_c_26"), 8)
+    zip_path, _ = _save_both(net, tmp_path, "c26")
+    model = zoo.DRN_D_22()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(CheckpointError, match="layer0_0") as err:
+        load_weights(model, zip_path, "drn_d_22", zdrn.drn_weight_map("drn_d_22", "classify"))
+    assert "c26_zip.pth" in str(err.value)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_deeper_variant_names_first_extra_key(tmp_path):
+    zip_path, _ = _save_both(ref.RefDRN("drn_d_38"), tmp_path, "d38")
+    with pytest.raises(CheckpointError, match=r"layer3\.2\.conv1"):
+        zoo.DRN_D_22(weights=zip_path)
+
+
+# ------------------------------------------------------------ manifest
+
+
+def test_manifest_entries():
+    manifest = load_manifest()
+    for name, prefix in [("drn_c_26", "ddedf421"), ("drn_d_22", "4bd2f8ea"), ("drn_d_105", "12b40979")]:
+        entry = manifest[name]["imagenet"]
+        assert entry["file"] == f"{name}-{prefix}.pth"
+        assert entry["url"] == f"http://dl.yf.io/drn/{name}-{prefix}.pth"
+        assert entry["hash"] == f"sha256:{prefix}"
+        assert entry["preprocessing"]["type"] == "torch"
+        assert entry["classifier"] == ["fc"]
+    assert manifest["drn_a_50"]["imagenet"]["file"] == "resnet50-19c8e357.pth"
+    for name in ("drn_d_22", "drn_d_38"):
+        entry = manifest[name]["cityscapes"]
+        assert entry["classes"] == 19 and entry["file"] == f"{name}_cityscapes.pth"
+    json.dumps(manifest)

@@ -1,0 +1,477 @@
+"""Dilated Residual Networks (Yu, Koltun & Funkhouser, CVPR 2017) and the
+DRNSeg segmentation head, layer for layer as in the official PyTorch code
+(github.com/fyu/drn, ``drn.py`` and ``segment.py``).
+
+Every weighted layer carries the official module path with ``.`` turned into
+``_`` (``layer3.0.conv1`` <-> ``layer3_0_conv1``, ``layer0.0`` <->
+``layer0_0`` for DRN-D's Sequential stems), so the converter is a name table.
+DRNSeg checkpoints name the backbone ``base.<child index>.*``; the weight map
+turns the index back into the child's name (``base.3`` is DRN-C's
+``layer1``, DRN-D's ``layer3``).
+
+Differences from the official code, all deliberate:
+
+* Classify mode pools with true global average pooling. The official DRN-C/D
+  use ``AvgPool2d(28)``, which equals it only at 224x224 (at other sizes it
+  averages the top-left 28x28 cells of the map).
+* Dense mode returns logits, cropped to the input size; the official DRNSeg
+  returns ``log_softmax`` at 8 * ceil(H/8) rows (the crop keeps exactly the
+  top-left H x W of that map).
+* ``drn_c_58`` checkpoints hold ``layer7.0.downsample.*``, which the official
+  forward computes but never adds (layer7 has no residual). The model does
+  not build it; loading ignores those weights, so the model has 1,049,600
+  fewer parameters than the README's 41.6M.
+"""
+
+import keras
+import numpy as np
+from keras import layers
+
+from zoo.common import DEFAULT, check_choice, resolve_mode
+from zoo.convert import WeightMap
+from zoo.layers import CropLike, DepthwiseConv2DTranspose
+from zoo.registry import register_model
+from zoo.weights import load_weights
+
+# name: (arch, residual block, blocks per stage). Stage order and widths per
+# arch are in ARCH_STAGES.
+DRN_CONFIGS = {
+    "drn_a_18": ("A", "basic", (2, 2, 2, 2)),
+    "drn_a_34": ("A", "basic", (3, 4, 6, 3)),
+    "drn_a_50": ("A", "bottleneck", (3, 4, 6, 3)),
+    "drn_c_26": ("C", "basic", (1, 1, 2, 2, 2, 2, 1, 1)),
+    "drn_c_42": ("C", "basic", (1, 1, 3, 4, 6, 3, 1, 1)),
+    "drn_c_58": ("C", "bottleneck", (1, 1, 3, 4, 6, 3, 1, 1)),
+    "drn_d_22": ("D", "basic", (1, 1, 2, 2, 2, 2, 1, 1)),
+    "drn_d_24": ("D", "basic", (1, 1, 2, 2, 2, 2, 2, 2)),
+    "drn_d_38": ("D", "basic", (1, 1, 3, 4, 6, 3, 1, 1)),
+    "drn_d_40": ("D", "basic", (1, 1, 3, 4, 6, 3, 2, 2)),
+    "drn_d_54": ("D", "bottleneck", (1, 1, 3, 4, 6, 3, 1, 1)),
+    "drn_d_56": ("D", "bottleneck", (1, 1, 3, 4, 6, 3, 2, 2)),
+    "drn_d_105": ("D", "bottleneck", (1, 1, 3, 4, 23, 3, 1, 1)),
+    "drn_d_107": ("D", "bottleneck", (1, 1, 3, 4, 23, 3, 2, 2)),
+}
+
+# Per arch: the stem (kind, channels, stride, maxpool) and the stages as
+# (name, unit, channels, stride, dilation, first-block dilation, residual).
+# unit "block" is the config's residual block, "basic" always BasicBlock,
+# "convs" DRN-D's plain conv-BN-ReLU stacks. Dilation replaces the stride of
+# ResNet's last two stages; DRN-A keeps ResNet's first block undilated.
+ARCH_STAGES = {
+    "A": {
+        "stem": ("conv1", 64, 2, True),
+        "stages": (
+            ("layer1", "block", 64, 1, 1, 1, True),
+            ("layer2", "block", 128, 2, 1, 1, True),
+            ("layer3", "block", 256, 1, 2, 1, True),
+            ("layer4", "block", 512, 1, 4, 1, True),
+        ),
+    },
+    "C": {
+        "stem": ("conv1", 16, 1, False),
+        "stages": (
+            ("layer1", "basic", 16, 1, 1, 1, True),
+            ("layer2", "basic", 32, 2, 1, 1, True),
+            ("layer3", "block", 64, 2, 1, 1, True),
+            ("layer4", "block", 128, 2, 1, 1, True),
+            ("layer5", "block", 256, 1, 2, 2, True),
+            ("layer6", "block", 512, 1, 4, 4, True),
+            ("layer7", "basic", 512, 1, 2, 2, False),
+            ("layer8", "basic", 512, 1, 1, 1, False),
+        ),
+    },
+    "D": {
+        "stem": ("layer0", 16, 1, False),
+        "stages": (
+            ("layer1", "convs", 16, 1, 1, 1, True),
+            ("layer2", "convs", 32, 2, 1, 1, True),
+            ("layer3", "block", 64, 2, 1, 1, True),
+            ("layer4", "block", 128, 2, 1, 1, True),
+            ("layer5", "block", 256, 1, 2, 2, True),
+            ("layer6", "block", 512, 1, 4, 4, True),
+            ("layer7", "convs", 512, 1, 2, 2, False),
+            ("layer8", "convs", 512, 1, 1, 1, False),
+        ),
+    },
+}
+
+# DRN-A as plain ResNet: (stride, dilation) of layer3 and layer4 per output stride.
+DRN_A_OUTPUT_STRIDES = {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))}
+EXPANSION = {"basic": 1, "bottleneck": 4}
+BN_EPS = 1e-5
+TRAIN_CROP = 224
+# DRNSeg's upsampling: ConvTranspose2d(C, C, 16, stride=8, padding=4, groups=C).
+UP_KERNEL, UP_STRIDE, UP_CROP = 16, 8, 4
+
+
+def conv_bn(x, filters, kernel, stride, dilation, conv_name, bn_name, relu_name=None):
+    """PyTorch ``Conv2d(bias=False)`` + ``BatchNorm2d`` (+ ReLU).
+
+    Stride-1 convolutions use "same" padding, which for odd kernels is the
+    symmetric ``dilation * (k - 1) / 2`` of the official code; strided ones
+    pad explicitly, since Keras's "same" would pad only the bottom/right.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        kernel: square kernel side.
+        stride: 1 or 2.
+        dilation: dilation rate.
+        conv_name: Keras name of the convolution (official path, ``_``-joined).
+        bn_name: Keras name of the batch norm.
+        relu_name: name of a trailing ReLU, or None for none.
+
+    Returns:
+        The output tensor.
+    """
+    pad = dilation * (kernel - 1) // 2
+    if stride > 1 and pad:
+        x = layers.ZeroPadding2D(pad, name=f"{conv_name}_pad")(x)
+    x = layers.Conv2D(
+        filters, kernel, strides=stride, dilation_rate=dilation, use_bias=False,
+        padding="same" if stride == 1 else "valid", name=conv_name,
+    )(x)
+    x = layers.BatchNormalization(epsilon=BN_EPS, momentum=0.9, name=bn_name)(x)
+    if relu_name:
+        x = layers.ReLU(name=relu_name)(x)
+    return x
+
+
+def basic_block(x, filters, stride, dilations, residual, name):
+    """Two 3x3 conv-BN layers with an optional identity/projection shortcut.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        stride: stride of the first convolution.
+        dilations: ``(d1, d2)`` of the two convolutions.
+        residual: False drops the shortcut (DRN-C's layer7/layer8).
+        name: block name, e.g. ``"layer3_0"``.
+
+    Returns:
+        The output tensor.
+    """
+    shortcut = x
+    y = conv_bn(x, filters, 3, stride, dilations[0], f"{name}_conv1", f"{name}_bn1", f"{name}_relu1")
+    y = conv_bn(y, filters, 3, 1, dilations[1], f"{name}_conv2", f"{name}_bn2")
+    if residual:
+        if stride != 1 or x.shape[-1] != filters:
+            shortcut = conv_bn(x, filters, 1, stride, 1, f"{name}_downsample_0", f"{name}_downsample_1")
+        y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def bottleneck_block(x, filters, stride, dilations, residual, name):
+    """1x1, dilated 3x3 (strided), 1x1 x4 conv-BN layers plus the shortcut.
+
+    The official Bottleneck always adds its shortcut (it ignores
+    ``residual``); only ``dilations[1]`` is used.
+
+    Args:
+        x: input tensor.
+        filters: bottleneck width (the output has ``4 * filters`` channels).
+        stride: stride of the 3x3 convolution.
+        dilations: ``(d1, d2)``; the 3x3 convolution uses ``d2``.
+        residual: unused, as in the official code.
+        name: block name.
+
+    Returns:
+        The output tensor.
+    """
+    del residual
+    out = filters * EXPANSION["bottleneck"]
+    y = conv_bn(x, filters, 1, 1, 1, f"{name}_conv1", f"{name}_bn1", f"{name}_relu1")
+    y = conv_bn(y, filters, 3, stride, dilations[1], f"{name}_conv2", f"{name}_bn2", f"{name}_relu2")
+    y = conv_bn(y, out, 1, 1, 1, f"{name}_conv3", f"{name}_bn3")
+    shortcut = x
+    if stride != 1 or x.shape[-1] != out:
+        shortcut = conv_bn(x, out, 1, stride, 1, f"{name}_downsample_0", f"{name}_downsample_1")
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def conv_stack(x, filters, convs, stride, dilation, name):
+    """DRN-D's plain stage: ``convs`` x (3x3 conv, BN, ReLU), no shortcut.
+
+    Official names are Sequential indices: conv ``3i``, BN ``3i + 1``.
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        convs: number of convolutions.
+        stride: stride of the first one.
+        dilation: dilation of all of them.
+        name: stage name, e.g. ``"layer7"``.
+
+    Returns:
+        The output tensor.
+    """
+    for i in range(convs):
+        x = conv_bn(x, filters, 3, stride if i == 0 else 1, dilation,
+                    f"{name}_{3 * i}", f"{name}_{3 * i + 1}", f"{name}_{3 * i + 2}")
+    return x
+
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+
+def stage_plan(config, output_stride=8):
+    """The stages of ``config`` with their block counts.
+
+    Args:
+        config: a ``DRN_CONFIGS`` key.
+        output_stride: DRN-A only: 8 (the DRN), 16, or 32 (plain ResNet).
+
+    Returns:
+        A list of ``(name, unit, channels, stride, dilation, first_dilation,
+        residual, blocks)`` for the stages that have blocks.
+    """
+    arch, block, counts = DRN_CONFIGS[config]
+    stages = list(ARCH_STAGES[arch]["stages"])
+    if arch == "A":
+        check_choice(output_stride, tuple(DRN_A_OUTPUT_STRIDES), "output_stride")
+        for i, (stride, dilation) in zip((2, 3), DRN_A_OUTPUT_STRIDES[output_stride]):
+            n, unit, ch, _, _, first, res = stages[i]
+            stages[i] = (n, unit, ch, stride, dilation, first, res)
+    elif output_stride != 8:
+        raise ValueError(f"{config} has output stride 8 only; got output_stride={output_stride}")
+    return [s + (n,) for s, n in zip(stages, counts) if n > 0]
+
+
+def drn_backbone(x, config, output_stride=8):
+    """The stem and every stage of a DRN.
+
+    Args:
+        x: input tensor (N, H, W, 3).
+        config: a ``DRN_CONFIGS`` key.
+        output_stride: see :func:`stage_plan`.
+
+    Returns:
+        An ordered dict of stage outputs, ``layer1`` ... (the official
+        ``out_middle``); the last one feeds the classifier.
+    """
+    arch, block, _ = DRN_CONFIGS[config]
+    stem, width, stride, maxpool = ARCH_STAGES[arch]["stem"]
+    if arch == "D":
+        x = conv_bn(x, width, 7, stride, 1, f"{stem}_0", f"{stem}_1", f"{stem}_2")
+    else:
+        x = conv_bn(x, width, 7, stride, 1, "conv1", "bn1", "relu")
+    if maxpool:
+        # Zero padding equals PyTorch's -inf padding after a ReLU.
+        x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+    feats = {}
+    for name, unit, channels, stride, dilation, first, residual, count in stage_plan(config, output_stride):
+        if unit == "convs":
+            x = conv_stack(x, channels, count, stride, dilation, name)
+        else:
+            fn = BLOCKS[block if unit == "block" else unit]
+            for i in range(count):
+                d = first if i == 0 else dilation
+                x = fn(x, channels, stride if i == 0 else 1, (d, d), residual, f"{name}_{i}")
+        feats[name] = x
+    return feats
+
+
+def torch_children(config):
+    """Official child-module names of the DRN, in order: DRNSeg's
+    ``base.<i>`` is child ``i``."""
+    arch = DRN_CONFIGS[config][0]
+    stem = {"A": ["conv1", "bn1", "relu", "maxpool"], "C": ["conv1", "bn1", "relu"], "D": ["layer0"]}[arch]
+    return stem + [s[0] for s in stage_plan(config)]
+
+
+def drn_weight_map(config, mode):
+    """The :class:`WeightMap` for a DRN or DRNSeg state_dict into ``mode``."""
+    children = torch_children(config)
+
+    def torch_name(path):
+        head, _, rest = path.partition(".")
+        if head == "base":
+            index, _, rest = rest.partition(".")
+            head = children[int(index)]
+            path = f"{head}.{rest}" if rest else head
+        return path.replace(".", "_")
+
+    ignore = ["layer7_0_downsample_*"] if DRN_CONFIGS[config][0] == "C" else []
+    optional = []
+    if mode in ("classify", "heatmap"):
+        ignore += ["seg", "up"]
+    elif mode == "dense":
+        ignore += ["fc"]
+        optional += ["seg", "up"]
+    else:
+        ignore += ["fc", "seg", "up"]
+    return WeightMap(torch=torch_name, ignore=tuple(ignore), optional=tuple(optional))
+
+
+def _check_size(input_shape):
+    for side in input_shape[:2]:
+        if side is not None and side < 1:
+            raise ValueError(
+                f"input_shape={tuple(input_shape)} gives an empty feature map; "
+                "DRNs need inputs of at least 1x1 (the stride-8 map has ceil(H/8) rows)"
+            )
+
+
+def _drn(config, weights, mode, input_shape, classes, classifier_activation, name, output_stride=8):
+    if input_shape is None and mode == "classify":
+        input_shape = (None, None, 3)  # global pooling takes any size
+    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
+    _check_size(input_shape)
+    if mode == "dense" and output_stride != 8:
+        raise ValueError("dense mode (DRNSeg) upsamples x8 and needs output_stride=8")
+    inputs = keras.Input(input_shape, name="input")
+    feats = drn_backbone(inputs, config, output_stride)
+    x = feats[list(feats)[-1]]
+    if mode == "classify":
+        x = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
+        x = layers.Conv2D(classes, 1, activation=act, name="fc")(x)
+        outputs = layers.Flatten(name="predictions")(x)
+    elif mode == "heatmap":
+        outputs = layers.Conv2D(classes, 1, activation=act, name="fc")(x)
+    elif mode == "dense":
+        x = layers.Conv2D(classes, 1, name="seg")(x)
+        x = DepthwiseConv2DTranspose(UP_KERNEL, UP_STRIDE, crop=UP_CROP, trainable=False, name="up")(x)
+        outputs = CropLike(0, name="crop")([x, inputs])
+    else:
+        outputs = feats
+    model = keras.Model(inputs, outputs, name=name or config)
+    return load_weights(model, weights, config, drn_weight_map(config, mode))
+
+
+def _info_hook(config):
+    def hook(model, input_size, per_layer_flops):
+        arch = DRN_CONFIGS[config][0]
+        # PyTorch counts parameters without BN running statistics (buffers);
+        # the official README's figures are that count.
+        stats = sum(
+            int(np.prod(w.shape)) for l in model.layers
+            if isinstance(l, layers.BatchNormalization)
+            for w in (l.moving_mean, l.moving_variance)
+        )
+        info = {"arch": f"DRN-{arch}", "params_torch": int(model.count_params()) - stats}
+        by_name = {l.name: l for l in model.layers}
+        if "avgpool" in by_name:
+            info["feature_map"] = tuple(by_name["avgpool"].input.shape[1:3])
+        if config == "drn_c_58":
+            # layer7.0.downsample: Conv2d(2048, 512, 1) + BatchNorm2d(512),
+            # stored in the checkpoint and counted by the README, never used.
+            info["checkpoint_only_params"] = 2048 * 512 + 2 * 512
+        return info
+
+    return hook
+
+
+def _doc(builder, config):
+    arch, block, counts = DRN_CONFIGS[config]
+    extra = ""
+    if arch == "A":
+        extra = """
+        output_stride: 8 (DRN-A, the default), 16, or 32 (plain ResNet with
+            torchvision's layer names; the DRN-vs-ResNet baseline)."""
+    builder.__doc__ = f"""DRN-{arch}-{config.rsplit('_', 1)[1]}: {block} blocks {counts}, output stride 8.
+
+    Args:
+        weights: None, a published tag (see ``zoo.model_info``), or a path to
+            a fyu/drn state_dict (zip or legacy ``.pth``, with or without a
+            ``module.`` prefix; DRNSeg ``base.*``/``seg.*``/``up.*`` files
+            too) or a Keras weights file.
+        mode: ``"classify"`` (global average pool + 1x1 ``fc``),
+            ``"heatmap"`` (``fc`` at every cell of the stride-8 map, the
+            official ``out_map``), ``"dense"`` (DRNSeg: 1x1 ``seg``, frozen
+            x8 bilinear ``up``, logits at the input size) or ``"features"``
+            (dict of every stage's output, the official ``out_middle``).
+        input_shape: defaults to (None, None, 3): every mode takes any size.
+        classes: output classes (1000 ImageNet, 19 Cityscapes).
+        classifier_activation: softmax by default in classify and heatmap
+            modes; None gives logits. Dense mode always returns logits.
+        name: model name.{extra}
+
+    Returns:
+        A ``keras.Model``.
+    """
+    return builder
+
+
+def DRN_A_18(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, output_stride=8):
+    return _drn("drn_a_18", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+
+
+def DRN_A_34(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, output_stride=8):
+    return _drn("drn_a_34", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+
+
+def DRN_A_50(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None, output_stride=8):
+    return _drn("drn_a_50", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+
+
+def DRN_C_26(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_c_26", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_C_42(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_c_42", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_C_58(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_c_58", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_22(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_22", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_24(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_24", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_38(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_38", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_40(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_40", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_54(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_54", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_56(weights=None, mode="classify", input_shape=None, classes=1000,
+             classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_56", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_105(weights=None, mode="classify", input_shape=None, classes=1000,
+              classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_105", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+def DRN_D_107(weights=None, mode="classify", input_shape=None, classes=1000,
+              classifier_activation=DEFAULT, name=None):
+    return _drn("drn_d_107", weights, mode, input_shape, classes, classifier_activation, name)
+
+
+BUILDERS = {
+    "drn_a_18": DRN_A_18, "drn_a_34": DRN_A_34, "drn_a_50": DRN_A_50,
+    "drn_c_26": DRN_C_26, "drn_c_42": DRN_C_42, "drn_c_58": DRN_C_58,
+    "drn_d_22": DRN_D_22, "drn_d_24": DRN_D_24, "drn_d_38": DRN_D_38, "drn_d_40": DRN_D_40,
+    "drn_d_54": DRN_D_54, "drn_d_56": DRN_D_56, "drn_d_105": DRN_D_105, "drn_d_107": DRN_D_107,
+}
+
+for _name, _builder in BUILDERS.items():
+    _doc(_builder, _name)
+    register_model(_name, _builder, "drn", output_stride=8, info_mode="classify",
+                   info_hook=_info_hook(_name))
