@@ -51,6 +51,26 @@ def test_resnet50_matches_keras_applications(tmp_path):
     _keras_parity(tmp_path, zoo.ResNet50, keras.applications.ResNet50)
 
 
+def test_keras_top_file_in_heatmap_and_notop_file_in_features(tmp_path):
+    f = _keras_h5(tmp_path, keras.applications.ResNet50, seed=8)
+    # Heatmap at 224 is one cell: the Dense head reshaped into a 1x1 conv.
+    x = _images(1, 224, 224, seed=9)
+    heat = zoo.ResNet50(weights=f, mode="heatmap", input_shape=(224, 224, 3),
+                        classifier_activation=None).predict_on_batch(x)
+    ref = keras.applications.ResNet50(weights=f, classifier_activation=None)
+    assert heat.shape == (1, 1, 1, 1000)
+    _close(heat[:, 0, 0], ref.predict_on_batch(x), atol=1e-4, rel=1e-5)
+    # keras.applications' notop layout (no predictions) into features mode.
+    notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(H, W, 3))
+    for layer in notop.layers:
+        if layer.weights:
+            layer.set_weights(ref.get_layer(layer.name).get_weights())
+    g = save_legacy_h5(notop, str(tmp_path / "notop.h5"))
+    x = _images(1, H, W, seed=10)
+    feats = zoo.ResNet50(weights=g, mode="features").predict_on_batch(x)
+    _close(feats["c5"], notop.predict_on_batch(x), atol=1e-4, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_resnet101_matches_keras_applications(tmp_path):
     _keras_parity(tmp_path, zoo.ResNet101, keras.applications.ResNet101)
@@ -111,6 +131,24 @@ def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_str
     want = _torch_run(ref, x)
     assert np.abs(want).max() > 1e-2
     _close(got, want, atol=1e-4, rel=1e-5)
+
+
+def test_imagenet_pth_into_features_and_dense(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    ref = tref.randomize(tref.build("resnet18", output_stride=8), seed=11)
+    f = _torch_checkpoint(tmp_path, ref, legacy=False)
+    x = _images(1, H, W, seed=12)
+    feats = zoo.ResNet18(weights=f, mode="features", output_stride=8).predict_on_batch(x)
+    with torch.no_grad():
+        c4, c5 = ref.features(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(feats["c5"], c5.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
+    _close(feats["c4"], c4.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
+    # Dense mode: fc is not used, the new FCN head keeps its initial values.
+    dense = zoo.ResNet18(weights=f, mode="dense", classes=4)
+    want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(dense.get_layer("layer4_1_conv2").get_weights()[0], want)
 
 
 def test_fcn_dense_matches_torch_reference(tmp_path):

@@ -462,7 +462,8 @@ def ResNet152(weights=None, mode="classify", input_shape=None, classes=1000,
 
 
 def _stage_flops(model, input_size, per_layer):
-    """``model_info`` hook: multiply-adds per stage and the stages' dilations."""
+    """``model_info`` hook: multiply-adds per stage, the dilations in use and
+    the output stride they give."""
     groups = {"stem": ("conv1",), "c2": ("conv2_", "layer1_"), "c3": ("conv3_", "layer2_"),
               "c4": ("conv4_", "layer3_"), "c5": ("conv5_", "layer4_")}
     out = {k: 0 for k in groups}
@@ -476,7 +477,8 @@ def _stage_flops(model, input_size, per_layer):
             out["head"] += macs
     dilations = sorted({layer.dilation_rate[0] for layer in model.layers
                         if isinstance(layer, layers.Conv2D)})
-    return {"stage_flops": out, "dilations": dilations}
+    # The built model's own stride (dense mode defaults to 8).
+    return {"stage_flops": out, "dilations": dilations, "output_stride": 32 // max(dilations)}
 
 
 for _name, _builder in (("resnet18", ResNet18), ("resnet34", ResNet34), ("resnet50", ResNet50),
