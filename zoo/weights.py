@@ -125,7 +125,8 @@ def search_dirs():
     return dirs
 
 
-def _progress_hook(total_holder):
+def _progress_hook():
+    """A ``urlretrieve`` report hook drawing Keras's progress bar."""
     from keras.utils import Progbar
 
     bar = {}
@@ -153,7 +154,7 @@ def download(url, dest, expected_hash):
     fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
     os.close(fd)
     try:
-        urllib.request.urlretrieve(url, tmp, reporthook=_progress_hook(None))
+        urllib.request.urlretrieve(url, tmp, reporthook=_progress_hook())
         if not check_hash(tmp, expected_hash):
             raise CheckpointError(
                 f"hash mismatch for {url}: expected {expected_hash}; the file was discarded"
