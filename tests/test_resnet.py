@@ -307,3 +307,18 @@ def test_class_count_mismatch_drops_head_and_loads_backbone(tmp_path):
     assert m.get_layer("fc").get_weights()[0].shape == (512, 10)
     want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
     np.testing.assert_array_equal(m.get_layer("layer4_1_conv2").get_weights()[0], want)
+
+
+def test_fcn_checkpoint_with_other_class_count_keeps_backbone(tmp_path):
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref as tref
+
+    ref = tref.randomize(tref.FCN(tref.build("resnet18", 8), classes=21), seed=13)
+    f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn18.pth")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = zoo.ResNet18(weights=f, mode="dense", classes=5)
+    assert any("classifier_4" in str(w.message) for w in caught)
+    want = ref.classifier[0].weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(m.get_layer("classifier_0").get_weights()[0], want)
+    assert m.get_layer("classifier_4").get_weights()[0].shape == (1, 1, 128, 5)
