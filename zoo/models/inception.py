@@ -23,6 +23,8 @@ the window's real maximum, and the output sizes and windows equal PyTorch's
 ``ceil_mode=True`` for every input size.
 """
 
+import os
+
 import keras
 from keras import layers, ops
 
@@ -498,7 +500,7 @@ def _keras_legacy_weighted_names(path):
 
     from zoo.io import h5 as h5_io
 
-    if not h5_io.is_hdf5(path):
+    if not os.path.isfile(path) or not h5_io.is_hdf5(path):
         return None
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
