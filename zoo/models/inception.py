@@ -30,6 +30,7 @@ from keras import layers, ops
 
 from zoo.common import DEFAULT, check_min_size, resolve_mode
 from zoo.convert import WeightMap
+from zoo.info import count_parameters
 from zoo.io.errors import CheckpointError
 from zoo.layers import ResizeLike, conv_bn_relu, inception_block
 from zoo.registry import register_model
@@ -317,6 +318,15 @@ def reduction_savings(cin, cout, kernel, reduced, hw=(1, 1)):
             "flops": reduced_cost * pixels, "ratio": naive / reduced_cost}
 
 
+def _layer_params(layer):
+    """Learned parameters of one layer: BatchNorm's running statistics are
+    buffers, not parameters (``zoo.info.count_parameters``'s convention)."""
+    n = layer.count_params()
+    if isinstance(layer, layers.BatchNormalization):
+        n -= 2 * layer.moving_mean.shape[0]
+    return n
+
+
 def _conv_cost(layer, cin):
     """(params, MACs) of ``layer`` (a Conv2D) if it read ``cin`` channels."""
     kh, kw = layer.kernel_size
@@ -342,7 +352,7 @@ def block_savings(model, per_layer_flops, prefix, reductions):
         ``flops_ratio`` (naive / actual).
     """
     block = [l for l in model.layers if l.name.startswith(prefix + "_")]
-    params = sum(l.count_params() for l in block)
+    params = sum(_layer_params(l) for l in block)
     flops = sum(per_layer_flops.get(l.name, 0) for l in block)
     naive_params, naive_flops = params, flops
     for red, consumers in reductions.items():
@@ -351,12 +361,12 @@ def block_savings(model, per_layer_flops, prefix, reductions):
         for suffix in ("_conv", "_bn"):
             lname = f"{prefix}_{red}{suffix}"
             if any(l.name == lname for l in block):
-                naive_params -= model.get_layer(lname).count_params()
+                naive_params -= _layer_params(model.get_layer(lname))
                 naive_flops -= per_layer_flops.get(lname, 0)
         for cons in consumers:
             conv = model.get_layer(f"{prefix}_{cons}_conv")
             p, f = _conv_cost(conv, cin)
-            naive_params += p - conv.count_params()
+            naive_params += p - _layer_params(conv)
             naive_flops += f - per_layer_flops.get(conv.name, 0)
     return {"params": params, "flops": flops, "naive_params": naive_params,
             "naive_flops": naive_flops, "flops_ratio": round(naive_flops / flops, 3)}
@@ -374,7 +384,7 @@ def _savings_hook(blocks):
             extra_params += row["naive_params"] - row["params"]
             extra_flops += row["naive_flops"] - row["flops"]
         total_flops = sum(per_layer_flops.values())
-        total_params = int(model.count_params())
+        total_params = count_parameters(model)
         return {
             "inception_blocks": rows,
             "naive_params": total_params + extra_params,
