@@ -52,7 +52,7 @@ def _classify_parity(tmp_path, variant, size, seed=0):
     diffs = []
     for path in _save_both(net, tmp_path, variant):
         model = zdrn.BUILDERS[variant](weights=path, classifier_activation=None)
-        diffs.append(_close(model.predict(x, verbose=0), want))
+        diffs.append(_close(model(x, training=False), want))
     return diffs
 
 
@@ -81,7 +81,7 @@ def test_drn_c_58_ignores_unused_downsample(tmp_path):
     x = _images(40, 56, seed=1)
     zip_path, _ = _save_both(net, tmp_path, "c58")
     model = zoo.DRN_C_58(weights=zip_path, classifier_activation=None)
-    _close(model.predict(x, verbose=0), net(_nchw(x)).numpy())
+    _close(model(x, training=False), net(_nchw(x)).numpy())
     assert not any(l.name.startswith("layer7_0_downsample") for l in model.layers)
 
 
@@ -90,7 +90,7 @@ def test_heatmap_and_features_parity(tmp_path):
     x = _images(72, 88, seed=2)
     zip_path, _ = _save_both(net, tmp_path, "c26")
     heat = zoo.DRN_C_26(weights=zip_path, mode="heatmap", classifier_activation=None)
-    _close(heat.predict(x, verbose=0), net.heatmap(_nchw(x)).numpy().transpose(0, 2, 3, 1))
+    _close(heat(x, training=False), net.heatmap(_nchw(x)).numpy().transpose(0, 2, 3, 1))
     feats = zoo.DRN_C_26(weights=zip_path, mode="features")(x)
     stages = net.stages(_nchw(x))
     assert list(feats) == [f"layer{i}" for i in range(1, 9)]
@@ -108,7 +108,7 @@ def test_drnseg_parity_zip_legacy_and_module_prefix(tmp_path):
     _, prefixed = _save_both(seg, tmp_path, "seg_dp", prefix="module.")
     for path in (zip_path, legacy_path, prefixed):
         model = zoo.DRN_D_22(weights=path, mode="dense", classes=19)
-        _close(model.predict(x, verbose=0), want)
+        _close(model(x, training=False), want)
     assert not model.get_layer("up").trainable
 
 
@@ -119,7 +119,7 @@ def test_drnseg_odd_size_is_the_official_top_left_crop(tmp_path):
     assert full.shape[1:3] == (40, 56)  # 8 * ceil(H / 8)
     zip_path, _ = _save_both(seg, tmp_path, "segc")
     model = zoo.DRN_C_26(weights=zip_path, mode="dense", classes=5)
-    _close(model.predict(x, verbose=0), full[:, :37, :50])
+    _close(model(x, training=False), full[:, :37, :50])
 
 
 def test_imagenet_checkpoint_into_dense_keeps_bilinear_up(tmp_path):
@@ -137,7 +137,7 @@ def test_drn_a_output_stride_32_is_plain_resnet(tmp_path):
     x = _images(*SMALL, seed=7)
     zip_path, _ = _save_both(net, tmp_path, "r18")
     model = zoo.DRN_A_18(weights=zip_path, output_stride=32, mode="heatmap", classifier_activation=None)
-    got = model.predict(x, verbose=0)
+    got = model(x, training=False)
     assert got.shape == (1, 2, 3, 1000)
     _close(got, net.heatmap(_nchw(x)).numpy().transpose(0, 2, 3, 1))
 
@@ -145,22 +145,26 @@ def test_drn_a_output_stride_32_is_plain_resnet(tmp_path):
 # ------------------------------------------------------------ counts
 
 
-@pytest.mark.parametrize("name,millions", [
-    ("drn_d_22", 16.4), ("drn_c_26", 21.1), ("drn_d_105", 54.8), ("drn_a_50", 25.6),
-    ("drn_d_38", 26.5), ("drn_c_42", 31.2),
+# README figure (rounded to 0.1M) and the exact count of the official
+# drn.py's parameters (sum of numel over model.parameters()).
+@pytest.mark.parametrize("name,millions,exact", [
+    ("drn_d_22", 16.4, 16393752), ("drn_c_26", 21.1, 21126584),
+    ("drn_d_105", 54.8, 54801304), ("drn_a_50", 25.6, 25557032),
+    ("drn_d_38", 26.5, 26501912), ("drn_c_42", 31.2, 31234744),
 ])
-def test_param_counts_match_readme(name, millions):
+def test_param_counts_match_readme(name, millions, exact):
     info = zoo.model_info(name)
-    # The README rounds to 0.1M; PyTorch's count excludes BN running stats.
-    assert abs(info["params_torch"] / 1e6 - millions) <= 0.05, info["params_torch"]
-    assert info["params"] > info["params_torch"]
+    # Like PyTorch's, "params" excludes BN running statistics.
+    assert abs(info["params"] / 1e6 - millions) <= 0.05, info["params"]
+    assert info["params"] == exact
     assert info["output_stride"] == 8 and info["feature_map"] == (28, 28)
 
 
 def test_drn_c_58_count_explains_readme():
     info = zoo.model_info("drn_c_58")
-    total = info["params_torch"] + info["checkpoint_only_params"]
+    total = info["params"] + info["checkpoint_only_params"]
     assert abs(total / 1e6 - 41.6) <= 0.05, total
+    assert total == 41591608
 
 
 def test_flops_stride8_vs_stride32():

@@ -24,7 +24,6 @@ Differences from the official code, all deliberate:
 """
 
 import keras
-import numpy as np
 from keras import layers
 
 from zoo.common import DEFAULT, check_choice, resolve_mode
@@ -342,15 +341,7 @@ def _drn(config, weights, mode, input_shape, classes, classifier_activation, nam
 
 def _info_hook(config):
     def hook(model, input_size, per_layer_flops):
-        arch = DRN_CONFIGS[config][0]
-        # PyTorch counts parameters without BN running statistics (buffers);
-        # the official README's figures are that count.
-        stats = sum(
-            int(np.prod(w.shape)) for l in model.layers
-            if isinstance(l, layers.BatchNormalization)
-            for w in (l.moving_mean, l.moving_variance)
-        )
-        info = {"arch": f"DRN-{arch}", "params_torch": int(model.count_params()) - stats}
+        info = {"arch": f"DRN-{DRN_CONFIGS[config][0]}"}
         by_name = {l.name: l for l in model.layers}
         if "avgpool" in by_name:
             info["feature_map"] = tuple(by_name["avgpool"].input.shape[1:3])
