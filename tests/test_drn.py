@@ -235,7 +235,9 @@ def test_manifest_entries():
         assert entry["preprocessing"]["type"] == "torch"
         assert entry["classifier"] == ["fc"]
     assert manifest["drn_a_50"]["imagenet"]["file"] == "resnet50-19c8e357.pth"
-    for name in ("drn_d_22", "drn_d_38"):
-        entry = manifest[name]["cityscapes"]
-        assert entry["classes"] == 19 and entry["file"] == f"{name}_cityscapes.pth"
+    entry = manifest["drn_d_38"]["cityscapes"]
+    assert entry["classes"] == 19 and entry["file"] == "drn_d_38_cityscapes.pth"
+    assert entry["hash"].startswith("sha384:") and entry["classifier"] == ["seg", "up"]
+    # The README's 41.6M counts weights the model does not build.
+    assert manifest["drn_c_58"]["imagenet"]["params"] == zoo.model_info("drn_c_58")["params"]
     json.dumps(manifest)
