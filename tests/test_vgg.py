@@ -137,3 +137,44 @@ def test_bilinear_upsampling_reproduces_a_ramp():
     y = np.asarray(layer(ramp))[0, 4:-4, 4:-4, 0]
     np.testing.assert_allclose(np.diff(y, axis=1), 0.5, atol=1e-5)
     np.testing.assert_allclose(np.diff(y, axis=0), 0.0, atol=1e-5)
+
+
+def test_torchvision_pth_matches_a_torch_forward(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    # torchvision's VGG16 layout, written here: features / avgpool / classifier.
+    feats, cin = [], 3
+    for convs, width in zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)):
+        for _ in range(convs):
+            feats += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = width
+        feats.append(nn.MaxPool2d(2, 2))
+
+    class TorchVGG(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*feats)
+            self.avgpool = nn.AdaptiveAvgPool2d(7)
+            self.classifier = nn.Sequential(
+                nn.Linear(25088, 4096), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    net = TorchVGG().eval()
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0, (2.0 / m.weight[0].numel()) ** 0.5)
+            nn.init.normal_(m.bias, 0, 0.1)
+    path = str(tmp_path / "vgg16-torchvision.pth")
+    torch.save(net.state_dict(), path)
+    x = np.random.default_rng(5).normal(size=(2, 224, 224, 3)).astype("float32")
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    got = zoo.VGG16(weights=path, classifier_activation=None).predict_on_batch(x)
+    _close(got, want)
+    # The same file as a sliding classifier: fc1's Linear becomes a 7x7 conv.
+    heat = zoo.VGG16(weights=path, mode="heatmap", classifier_activation=None).predict_on_batch(x)
+    _close(heat[:, 0, 0], want)

@@ -48,12 +48,16 @@ class WeightMap:
         ignore: fnmatch patterns of file layers (after renaming) that the model
             does not use (e.g. the classifier when building a feature
             extractor, or weights upstream stores but never runs).
+        torch_flatten: ``{keras Dense layer: (h, w, c)}`` for PyTorch Linear
+            layers fed by ``torch.flatten`` of a (c, h, w) map: their input
+            rows are reordered from C, H, W to Keras Flatten's H, W, C.
     """
 
     torch: Callable[[str], Optional[str]] = default_torch_name
     h5: Mapping[str, str] = dataclasses.field(default_factory=dict)
     optional: Tuple[str, ...] = ()
     ignore: Tuple[str, ...] = ()
+    torch_flatten: Mapping[str, Tuple[int, int, int]] = dataclasses.field(default_factory=dict)
 
 
 def torch_to_keras_kernel(array, target_shape, layer):
@@ -137,6 +141,10 @@ def torch_layers(state, model, weight_map):
             layers[name] = list(params.values())
             origin[name] = path
             continue
+        if name in weight_map.torch_flatten and isinstance(layer, keras.layers.Dense):
+            h, w, c = weight_map.torch_flatten[name]
+            weight = params["weight"]
+            params = dict(params, weight=weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape))
         order = [p for p in _torch_order(layer) if p in params]
         extra = sorted(set(params) - set(order))
         if extra:

@@ -2,7 +2,8 @@
 FCN-32s/16s/8s (Long, Shelhamer & Darrell) on a VGG16 backbone.
 
 Layer names are keras.applications' (``block1_conv1`` ... ``predictions``),
-so its published ``.h5`` files load by name. In heatmap mode ``fc1``, ``fc2``
+so its published ``.h5`` files load by name; torchvision's ``.pth`` files
+load through a name table (``features.0`` -> ``block1_conv1``). In heatmap mode ``fc1``, ``fc2``
 and ``predictions`` become 7x7 (valid), 1x1 and 1x1 convolutions; the
 converter reshapes their Dense kernels (Keras's Flatten over 7x7x512 is
 row-major in (h, w, c), the conv kernel's order).
@@ -92,6 +93,22 @@ def conv_head(x, classes, activation, names=HEAD_LAYERS, dropout=0.0, score_init
     return layers.Conv2D(classes, 1, activation=activation, kernel_initializer=score_init, name=names[2])(x)
 
 
+def torchvision_names(config):
+    """torchvision's VGG module paths -> our layer names (a name table).
+
+    ``features`` is one Sequential of conv, ReLU, ..., pool; ``classifier`` is
+    Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear.
+    """
+    table, index = {}, 0
+    for b, convs in enumerate(VGG_CONFIGS[config]):
+        for i in range(convs):
+            table[f"features.{index}"] = f"block{b + 1}_conv{i + 1}"
+            index += 2
+        index += 1
+    table.update({"classifier.0": "fc1", "classifier.3": "fc2", "classifier.6": "predictions"})
+    return table
+
+
 def _vgg(config, weights, mode, input_shape, classes, classifier_activation, name):
     input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
     inputs = keras.Input(input_shape, name="input")
@@ -116,8 +133,10 @@ def _vgg(config, weights, mode, input_shape, classes, classifier_activation, nam
     model = keras.Model(inputs, outputs, name=name or config)
     headless = mode in ("dense", "features")
     weight_map = WeightMap(
+        torch=lambda path, table=torchvision_names(config): table.get(path, path.replace(".", "_")),
         ignore=HEAD_LAYERS if headless else (),
         optional=("score",) if mode == "dense" else (),
+        torch_flatten={"fc1": (7, 7, 512)},
     )
     return load_weights(model, weights, config, weight_map, file_key="notop" if headless else "top")
 
