@@ -1,0 +1,348 @@
+"""``zoo finetune`` and ``zoo demo``: segmentation fine-tuning from the command line.
+
+    zoo finetune --model drn_d_22 --weights imagenet --data oxford_iiit_pet \\
+        --epochs 30 --batch-size 8 --size 384 --out runs/pets
+    zoo demo                  # offline, CPU: zoo_shapes, mIoU before/after, overlay PNG
+
+``--out`` receives ``checkpoint.keras`` (model + optimizer),
+``checkpoint.weights.h5``, ``state.json``, ``log.csv`` and ``overlay.png``
+(image / ground truth / prediction). Running the same command again resumes
+after the last completed epoch.
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CHECKPOINT = "checkpoint.keras"
+WEIGHTS = "checkpoint.weights.h5"
+STATE = "state.json"
+LOG = "log.csv"
+OVERLAY = "overlay.png"
+
+# The demo's model: the first of these that is registered (light, BN, stride 8).
+DEMO_MODELS = ("drn_d_22", "drn_c_26", "resnet18", "fcn32s")
+
+
+# ------------------------------------------------------------- arguments
+
+
+def add_arguments(p):
+    """The training options shared by ``finetune`` and ``demo``."""
+    p.add_argument("--model", help="registry name of a model with a dense mode")
+    p.add_argument("--weights", default=None,
+                   help="published tag (e.g. imagenet) or a weights file; default: random init")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="square training crop side")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="default: one pass over the training split")
+    p.add_argument("--lr", type=float, default=None, help="override the family recipe's learning rate")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
+                   help="override the family recipe's optimizer")
+    p.add_argument("--precision", default="float32",
+                   help="float32, mixed (float16 on GPU, bfloat16 on CPU), mixed_float16, mixed_bfloat16")
+    p.add_argument("--freeze", choices=("none", "backbone"), default="none")
+    p.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false", default=None,
+                   help="update BatchNorm statistics (default: frozen when fine-tuning weights)")
+    p.add_argument("--data-dir", default=None, help="TFDS data folder")
+    p.add_argument("--manual-dir", default=None, help="TFDS manual-download folder (cityscapes)")
+    p.add_argument("--download", action="store_true", help="let TFDS download a real dataset")
+    p.add_argument("--no-resume", dest="resume", action="store_false", help="start over in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bar)")
+
+
+def add_parser(subparsers):
+    """Adds ``finetune`` to a ``zoo`` CLI's subparsers and sets its ``func``."""
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a dense model for segmentation",
+        description="Fine-tune a dense model on a TFDS dataset, a folder of PNG pairs or zoo_shapes.",
+    )
+    p.add_argument("--data", default="zoo_shapes",
+                   help="zoo_shapes, folder:PATH, oxford_iiit_pet, cityscapes or scene_parse150")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, CSV log, overlay PNG)")
+    add_arguments(p)
+    p.set_defaults(func=finetune_main, model=None)
+    return p
+
+
+def add_demo_arguments(parser):
+    """Options of ``zoo demo`` (the offline zoo_shapes fine-tuning run)."""
+    parser.add_argument("--out", default="zoo_demo", help="output folder (default ./zoo_demo)")
+    add_arguments(parser)
+    parser.set_defaults(data="zoo_shapes", resume=False)
+    return parser
+
+
+# --------------------------------------------------------------- helpers
+
+
+def _fill_defaults(args, **defaults):
+    for k, v in defaults.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return args
+
+
+def demo_model():
+    """The lightest registered dense model of :data:`DEMO_MODELS`."""
+    from zoo import train
+
+    dense = train.dense_models()
+    for name in DEMO_MODELS:
+        if name in dense:
+            return name
+    return dense[0]
+
+
+def palette(n=256):
+    """The PASCAL VOC colour map (class -> RGB), uint8 (n, 3)."""
+    import numpy as np
+
+    cmap = np.zeros((n, 3), "uint8")
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
+    """Rows of image | ground-truth overlay | prediction overlay, uint8 (H', W', 3).
+
+    Ignored ground-truth pixels are shown as the plain image.
+    """
+    import numpy as np
+
+    cmap = palette().astype("float32")
+    rows = []
+    for img, gt, pr in zip(images, truths, preds):
+        img = img.astype("float32")
+
+        def blend(lab):
+            col = cmap[np.minimum(lab, 255)]
+            out = (1 - alpha) * img + alpha * col
+            return np.where((lab == ignore_label)[..., None], img, out)
+
+        sep = np.full((img.shape[0], 2, 3), 255, "float32")
+        rows.append(np.concatenate([img, sep, blend(gt), sep, blend(pr)], axis=1))
+        rows.append(np.full((2, rows[-1].shape[1], 3), 255, "float32"))
+    return np.clip(np.concatenate(rows[:-1], axis=0), 0, 255).astype("uint8")
+
+
+def write_png(path, array):
+    """Writes a uint8 (H, W, 3) array as PNG with ``tf.io.encode_png``."""
+    import tensorflow as tf
+
+    tf.io.write_file(path, tf.io.encode_png(tf.constant(array)))
+
+
+def evaluate(model, ds, num_classes, ignore_label=255):
+    """Per-class IoU (numpy, NaN where a class never occurs) and mean IoU over ``ds``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from zoo.train import SegmentationMeanIoU
+
+    metric = SegmentationMeanIoU(num_classes, ignore_class=ignore_label)
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    for x, y in ds:
+        metric.update_state(y, predict(x))
+    per_class = metric.per_class()
+    return per_class, float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
+
+
+def print_iou(per_class, class_names, title):
+    import numpy as np
+
+    print(f"\n{title}: mIoU {np.nanmean(per_class):.3f}")
+    for name, iou in zip(class_names, per_class):
+        print(f"  {name:20s} {'-' if np.isnan(iou) else f'{iou:.3f}'}")
+
+
+def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4):
+    """Predicts the first ``count`` images of ``ds`` and writes the overlay grid."""
+    import numpy as np
+
+    from zoo.data import unpreprocess
+
+    images, truths = [], []
+    for x, y in ds.unbatch().take(count):
+        images.append(x.numpy())
+        truths.append(y.numpy())
+    x = np.stack(images)
+    preds = np.argmax(model.predict(x, verbose=0), axis=-1)
+    rgb = unpreprocess(x, preprocessing).numpy()
+    write_png(path, overlay_grid(rgb, np.stack(truths), preds, ignore_label))
+    return path
+
+
+class _StateWriter:
+    """Keras callback writing ``state.json`` after the epoch's checkpoints."""
+
+    def __new__(cls, path, meta):
+        import keras
+
+        class StateWriter(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                state = {**meta, "epoch": epoch + 1,
+                         "logs": {k: float(v) for k, v in (logs or {}).items()}}
+                tmp = path + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(state, f, indent=2)
+                os.replace(tmp, path)
+
+        return StateWriter()
+
+
+# -------------------------------------------------------------- training
+
+
+def run(args, strategy=None, before=False):
+    """Fine-tunes ``args.model`` on ``args.data``; the engine of both commands.
+
+    Returns:
+        A dict: ``model`` (the keras.Model), ``history``, ``per_class``,
+        ``miou``, ``miou_before`` (when ``before``), ``class_names``,
+        ``initial_epoch``, ``seconds`` and the written paths.
+    """
+    import keras
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from zoo import data, train
+
+    tfds.disable_progress_bar()
+    keras.utils.set_random_seed(args.seed)
+    t0 = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    source = data.load(args.data, "train", args.data_dir, args.download, args.manual_dir)
+    val_source = data.load(args.data, "validation", args.data_dir, args.download, args.manual_dir)
+    num_classes = source.num_classes
+    preprocessing = data.preprocessing_for(args.model, args.weights)
+    size = args.size
+    train_ds = data.make_pipeline(source.dataset, size, args.batch_size, True, preprocessing,
+                                  repeat=True, seed=args.seed)
+    val_ds = data.make_pipeline(val_source.dataset, size, args.batch_size, False, preprocessing)
+    steps = args.steps_per_epoch
+    if not steps:
+        card = int(source.dataset.cardinality())
+        if card <= 0:
+            raise ValueError("the training split's size is unknown: pass --steps-per-epoch")
+        steps = max(card // args.batch_size, 1)
+    total_steps = steps * args.epochs
+
+    ckpt = os.path.join(args.out, CHECKPOINT)
+    state_path = os.path.join(args.out, STATE)
+    initial_epoch = 0
+    freeze_bn = args.freeze_bn if args.freeze_bn is not None else args.weights is not None
+    meta = {"model": args.model, "weights": args.weights, "data": args.data, "size": size,
+            "classes": num_classes, "class_names": list(source.class_names)}
+    scope = strategy.scope() if strategy is not None else train._null_scope()
+    if args.resume and os.path.isfile(ckpt) and os.path.isfile(state_path):
+        with open(state_path) as f:
+            state = json.load(f)
+        if state.get("model") != args.model or state.get("classes") != num_classes:
+            raise ValueError(f"{args.out} holds a run of {state.get('model')} with "
+                             f"{state.get('classes')} classes; use another --out or --no-resume")
+        with scope:
+            model = keras.models.load_model(ckpt)
+        train.set_schedule_steps(model, total_steps)
+        initial_epoch = int(state["epoch"])
+        print(f"resuming {args.model} from {ckpt} after epoch {initial_epoch}")
+    else:
+        for stale in (CHECKPOINT, WEIGHTS, STATE, LOG):
+            if os.path.exists(os.path.join(args.out, stale)):
+                os.remove(os.path.join(args.out, stale))
+        model = train.prepare(
+            args.model, weights=args.weights, classes=num_classes, freeze_bn=freeze_bn,
+            freeze=None if args.freeze == "none" else args.freeze, precision=args.precision,
+            total_steps=total_steps, optimizer=args.optimizer, learning_rate=args.lr,
+            strategy=strategy,
+        )
+    result = {"model": model, "class_names": source.class_names, "initial_epoch": initial_epoch}
+    if before:
+        _, result["miou_before"] = evaluate(model, val_ds, num_classes)
+        print(f"mIoU before fine-tuning: {result['miou_before']:.3f}")
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(ckpt),
+        keras.callbacks.ModelCheckpoint(os.path.join(args.out, WEIGHTS), save_weights_only=True),
+        _StateWriter(state_path, meta),
+        keras.callbacks.CSVLogger(os.path.join(args.out, LOG), append=initial_epoch > 0),
+    ]
+    history = model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
+                        verbose=args.verbose)
+    result["history"] = history.history
+    result["per_class"], result["miou"] = evaluate(model, val_ds, num_classes)
+    result["overlay"] = save_overlay(model, val_ds, os.path.join(args.out, OVERLAY), preprocessing)
+    result["seconds"] = time.time() - t0
+    del tf
+    return result
+
+
+def finetune_main(args):
+    """``zoo finetune``."""
+    if not args.model:
+        raise SystemExit("zoo finetune: --model is required (see `zoo list`)")
+    _fill_defaults(args, epochs=10, batch_size=8, size=256)
+    result = run(args)
+    print_iou(result["per_class"], result["class_names"], "validation IoU per class")
+    print(f"\ncheckpoint  {os.path.join(args.out, CHECKPOINT)}")
+    print(f"weights     {os.path.join(args.out, WEIGHTS)}")
+    print(f"log         {os.path.join(args.out, LOG)}")
+    print(f"overlays    {result['overlay']}")
+    return 0
+
+
+def demo(args):
+    """``zoo demo``: fine-tunes a small dense model on ``zoo_shapes`` offline.
+
+    Prints the validation mIoU before and after, per-class IoU, the time
+    taken, and writes ``overlay.png`` in ``--out``.
+    """
+    import tensorflow as tf
+
+    if getattr(args, "model", None) is None:
+        args.model = demo_model()
+    _fill_defaults(args, epochs=DEMO_EPOCHS, batch_size=8, size=64, steps_per_epoch=DEMO_STEPS,
+                   optimizer="adam", lr=DEMO_LR)
+    args.data = "zoo_shapes"
+    print(f"zoo demo: fine-tuning {args.model} on zoo_shapes ({args.epochs} epochs x "
+          f"{args.steps_per_epoch} steps, batch {args.batch_size}, {args.size}x{args.size}, "
+          f"{len(tf.config.list_physical_devices('GPU')) and 'GPU' or 'CPU'})")
+    result = run(args, before=True)
+    print_iou(result["per_class"], result["class_names"], "validation IoU per class after fine-tuning")
+    print(f"\nmIoU {result['miou_before']:.3f} -> {result['miou']:.3f} in {result['seconds']:.0f} s")
+    print(f"overlays: {result['overlay']}")
+    return 0
+
+
+DEMO_EPOCHS = 6
+DEMO_STEPS = 40
+DEMO_LR = 2e-3
+
+
+def main(argv=None):
+    """``python -m zoo.finetune ...`` without the ``zoo`` CLI."""
+    parser = argparse.ArgumentParser(prog="zoo")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    add_demo_arguments(sub.add_parser("demo", help="offline fine-tuning demo on zoo_shapes"))
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
