@@ -241,3 +241,24 @@ def test_manifest_entries():
     # The README's 41.6M counts weights the model does not build.
     assert manifest["drn_c_58"]["imagenet"]["params"] == zoo.model_info("drn_c_58")["params"]
     json.dumps(manifest)
+
+
+# ------------------------------------------------------------ published tags
+
+
+def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
+    seg = ref.randomize_(ref.RefDRNSeg("drn_d_38", 19), 9)
+    torch.save(seg.state_dict(), tmp_path / "drn_d_38_cityscapes.pth")
+    monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
+    x = _images(48, 72, seed=9)
+    model = zoo.DRN_D_38(weights="cityscapes", mode="dense")  # classes from the manifest
+    _close(model(x, training=False), seg(_nchw(x)).numpy().transpose(0, 2, 3, 1))
+
+
+def test_imagenet_tag_reads_a_legacy_file_by_its_published_name(tmp_path, monkeypatch):
+    net = ref.randomize_(ref.RefDRN("drn_d_22"), 10)
+    torch.save(net.state_dict(), tmp_path / "drn_d_22-4bd2f8ea.pth", _use_new_zipfile_serialization=False)
+    monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
+    x = _images(40, 48, seed=10)
+    model = zoo.DRN_D_22(weights="imagenet", classifier_activation=None)
+    _close(model(x, training=False), net(_nchw(x)).numpy())

@@ -30,7 +30,7 @@ from zoo.common import DEFAULT, check_choice, resolve_mode
 from zoo.convert import WeightMap
 from zoo.layers import CropLike, DepthwiseConv2DTranspose
 from zoo.registry import register_model
-from zoo.weights import load_weights
+from zoo.weights import available_tags, load_weights, manifest_entry
 
 # name: (arch, residual block, blocks per stage). Stage order and widths per
 # arch are in ARCH_STAGES.
@@ -51,14 +51,21 @@ DRN_CONFIGS = {
     "drn_d_107": ("D", "bottleneck", (1, 1, 3, 4, 23, 3, 2, 2)),
 }
 
-# Per arch: the stem (kind, channels, stride, maxpool) and the stages as
-# (name, unit, channels, stride, dilation, first-block dilation, residual).
+# Per arch: the stem (conv, BN and ReLU names, channels, stride, max pool),
+# the official child modules before the stages (DRNSeg's ``base.<i>``), the
+# stages as (name, unit, channels, stride, dilation, first-block dilation,
+# residual), the (stride, dilation) of stages 3 and 4 per supported output
+# stride (None: as listed), and file weights the forward never uses.
 # unit "block" is the config's residual block, "basic" always BasicBlock,
 # "convs" DRN-D's plain conv-BN-ReLU stacks. Dilation replaces the stride of
 # ResNet's last two stages; DRN-A keeps ResNet's first block undilated.
 ARCH_STAGES = {
     "A": {
-        "stem": ("conv1", 64, 2, True),
+        "stem": (("conv1", "bn1", "relu"), 64, 2, True),
+        "children": ("conv1", "bn1", "relu", "maxpool"),
+        # output_stride=32 is ResNet with torchvision's names.
+        "output_strides": {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))},
+        "unused": (),
         "stages": (
             ("layer1", "block", 64, 1, 1, 1, True),
             ("layer2", "block", 128, 2, 1, 1, True),
@@ -67,7 +74,11 @@ ARCH_STAGES = {
         ),
     },
     "C": {
-        "stem": ("conv1", 16, 1, False),
+        "stem": (("conv1", "bn1", "relu"), 16, 1, False),
+        "children": ("conv1", "bn1", "relu"),
+        "output_strides": {8: None},
+        # drn_c_58's layer7 is computed without its residual.
+        "unused": ("layer7_0_downsample_*",),
         "stages": (
             ("layer1", "basic", 16, 1, 1, 1, True),
             ("layer2", "basic", 32, 2, 1, 1, True),
@@ -80,7 +91,10 @@ ARCH_STAGES = {
         ),
     },
     "D": {
-        "stem": ("layer0", 16, 1, False),
+        "stem": (("layer0_0", "layer0_1", "layer0_2"), 16, 1, False),
+        "children": ("layer0",),
+        "output_strides": {8: None},
+        "unused": (),
         "stages": (
             ("layer1", "convs", 16, 1, 1, 1, True),
             ("layer2", "convs", 32, 2, 1, 1, True),
@@ -94,8 +108,6 @@ ARCH_STAGES = {
     },
 }
 
-# DRN-A as plain ResNet: (stride, dilation) of layer3 and layer4 per output stride.
-DRN_A_OUTPUT_STRIDES = {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))}
 EXPANSION = {"basic": 1, "bottleneck": 4}
 BN_EPS = 1e-5
 TRAIN_CROP = 224
@@ -226,14 +238,12 @@ def stage_plan(config, output_stride=8):
         residual, blocks)`` for the stages that have blocks.
     """
     arch, block, counts = DRN_CONFIGS[config]
-    stages = list(ARCH_STAGES[arch]["stages"])
-    if arch == "A":
-        check_choice(output_stride, tuple(DRN_A_OUTPUT_STRIDES), "output_stride")
-        for i, (stride, dilation) in zip((2, 3), DRN_A_OUTPUT_STRIDES[output_stride]):
-            n, unit, ch, _, _, first, res = stages[i]
-            stages[i] = (n, unit, ch, stride, dilation, first, res)
-    elif output_stride != 8:
-        raise ValueError(f"{config} has output stride 8 only; got output_stride={output_stride}")
+    spec = ARCH_STAGES[arch]
+    stages = list(spec["stages"])
+    check_choice(output_stride, tuple(spec["output_strides"]), f"output_stride for {config}")
+    for i, (stride, dilation) in zip((2, 3), spec["output_strides"][output_stride] or ()):
+        n, unit, ch, _, _, first, res = stages[i]
+        stages[i] = (n, unit, ch, stride, dilation, first, res)
     return [s + (n,) for s, n in zip(stages, counts) if n > 0]
 
 
@@ -250,11 +260,8 @@ def drn_backbone(x, config, output_stride=8):
         ``out_middle``); the last one feeds the classifier.
     """
     arch, block, _ = DRN_CONFIGS[config]
-    stem, width, stride, maxpool = ARCH_STAGES[arch]["stem"]
-    if arch == "D":
-        x = conv_bn(x, width, 7, stride, 1, f"{stem}_0", f"{stem}_1", f"{stem}_2")
-    else:
-        x = conv_bn(x, width, 7, stride, 1, "conv1", "bn1", "relu")
+    names, width, stride, maxpool = ARCH_STAGES[arch]["stem"]
+    x = conv_bn(x, width, 7, stride, 1, *names)
     if maxpool:
         # Zero padding equals PyTorch's -inf padding after a ReLU.
         x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
@@ -275,9 +282,8 @@ def drn_backbone(x, config, output_stride=8):
 def torch_children(config):
     """Official child-module names of the DRN, in order: DRNSeg's
     ``base.<i>`` is child ``i``."""
-    arch = DRN_CONFIGS[config][0]
-    stem = {"A": ["conv1", "bn1", "relu", "maxpool"], "C": ["conv1", "bn1", "relu"], "D": ["layer0"]}[arch]
-    return stem + [s[0] for s in stage_plan(config)]
+    spec = ARCH_STAGES[DRN_CONFIGS[config][0]]
+    return list(spec["children"]) + [s[0] for s in stage_plan(config)]
 
 
 def drn_weight_map(config, mode):
@@ -292,7 +298,7 @@ def drn_weight_map(config, mode):
             path = f"{head}.{rest}" if rest else head
         return path.replace(".", "_")
 
-    ignore = ["layer7_0_downsample_*"] if DRN_CONFIGS[config][0] == "C" else []
+    ignore = list(ARCH_STAGES[DRN_CONFIGS[config][0]]["unused"])
     optional = []
     if mode in ("classify", "heatmap"):
         ignore += ["seg", "up"]
@@ -313,7 +319,16 @@ def _check_size(input_shape):
             )
 
 
+def _default_classes(config, weights):
+    """A published tag's class count (19 for ``"cityscapes"``), else 1000."""
+    if isinstance(weights, str) and weights in available_tags(config):
+        return manifest_entry(config, weights)["classes"]
+    return 1000
+
+
 def _drn(config, weights, mode, input_shape, classes, classifier_activation, name, output_stride=8):
+    if classes is None:
+        classes = _default_classes(config, weights)
     if input_shape is None and mode == "classify":
         input_shape = (None, None, 3)  # global pooling takes any size
     input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
@@ -374,7 +389,8 @@ def _doc(builder, config):
             x8 bilinear ``up``, logits at the input size) or ``"features"``
             (dict of every stage's output, the official ``out_middle``).
         input_shape: defaults to (None, None, 3): every mode takes any size.
-        classes: output classes (1000 ImageNet, 19 Cityscapes).
+        classes: output classes; None takes the published tag's count
+            (1000 for ``"imagenet"``, 19 for ``"cityscapes"``), else 1000.
         classifier_activation: softmax by default in classify and heatmap
             modes; None gives logits. Dense mode always returns logits.
         name: model name.{extra}
@@ -385,72 +401,72 @@ def _doc(builder, config):
     return builder
 
 
-def DRN_A_18(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_A_18(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None, output_stride=8):
     return _drn("drn_a_18", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
 
 
-def DRN_A_34(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_A_34(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None, output_stride=8):
     return _drn("drn_a_34", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
 
 
-def DRN_A_50(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_A_50(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None, output_stride=8):
     return _drn("drn_a_50", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
 
 
-def DRN_C_26(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_C_26(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_c_26", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_C_42(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_C_42(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_c_42", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_C_58(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_C_58(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_c_58", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_22(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_22(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_22", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_24(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_24(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_24", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_38(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_38(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_38", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_40(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_40(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_40", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_54(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_54(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_54", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_56(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_56(weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_56", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_105(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_105(weights=None, mode="classify", input_shape=None, classes=None,
               classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_105", weights, mode, input_shape, classes, classifier_activation, name)
 
 
-def DRN_D_107(weights=None, mode="classify", input_shape=None, classes=1000,
+def DRN_D_107(weights=None, mode="classify", input_shape=None, classes=None,
               classifier_activation=DEFAULT, name=None):
     return _drn("drn_d_107", weights, mode, input_shape, classes, classifier_activation, name)
 
