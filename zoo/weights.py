@@ -102,6 +102,7 @@ def check_hash(path, expected):
         True when the hash matches (or no hash is recorded).
     """
     if not expected:
+        warnings.warn(f"{path}: upstream publishes no hash for this file; it is not verified")
         return True
     algo, _, want = expected.partition(":")
     digest = hashlib.new(algo)
