@@ -87,7 +87,11 @@ class SegmentationLoss(keras.losses.Loss):
         valid = ops.not_equal(labels, self.ignore_label)
         ce = ops.sparse_categorical_crossentropy(ops.where(valid, labels, 0), logits, from_logits=True)
         validf = ops.cast(valid, "float32")
-        return ops.sum(ce * validf) / ops.maximum(ops.sum(validf), 1.0)
+        # Per-pixel values whose mean (Keras's "sum_over_batch_size", which
+        # also divides by the replica count under tf.distribute) is the mean
+        # over the valid pixels.
+        total = ops.cast(ops.size(validf), "float32")
+        return ce * validf * (total / ops.maximum(ops.sum(validf), 1.0))
 
     def get_config(self):
         cfg = super().get_config()
