@@ -53,3 +53,10 @@ def test_python_dash_m_runs():
     r = subprocess.run([sys.executable, "-m", "zoo", "list", "vgg*"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == "vgg16" and "vgg19" in r.stdout
+
+
+def test_demo_heatmap_reports_and_writes_png(tmp_path, capsys):
+    assert main(["demo", "heatmap", "--heatmap-size", "256", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "exact part" in out and "top-1 agreement" in out and "speed" in out
+    assert (tmp_path / "heatmap.png").stat().st_size > 0

@@ -101,7 +101,7 @@ def cmd_demo(args):
     if args.which == "heatmap" or _segmentation_demo() is None:
         from zoo.heatmap import heatmap_demo
 
-        heatmap_demo(args.out, size=args.size)
+        heatmap_demo(args.out, size=args.heatmap_size)
     else:
         _segmentation_demo()(args)
 
@@ -147,12 +147,14 @@ def build_parser():
     s.set_defaults(func=cmd_heatmap)
 
     s = sub.add_parser("demo", help="the offline demo on built-in defaults")
-    s.add_argument("which", nargs="?", default="segment", choices=("segment", "heatmap"))
-    s.add_argument("--out", default="zoo_demo")
-    s.add_argument("--size", type=int, default=384, help="heatmap demo input size")
+    s.add_argument("which", nargs="?", default="segment", choices=("segment", "heatmap"),
+                   help="segment: fine-tune on zoo_shapes (default); heatmap: the FC-as-conv check")
+    s.add_argument("--heatmap-size", type=int, default=384, help="input size of `zoo demo heatmap`")
     finetune = _finetune_module()
     if finetune is not None and hasattr(finetune, "add_demo_arguments"):
         finetune.add_demo_arguments(s)
+    else:
+        s.add_argument("--out", default="zoo_demo")
     s.set_defaults(func=cmd_demo)
 
     if finetune is not None and hasattr(finetune, "add_parser"):
