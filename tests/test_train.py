@@ -1,0 +1,223 @@
+"""Fine-tuning parts: loss/metric vs hand computations, BN and backbone
+freezing, mixed precision, fit() of every dense model, .keras round trip,
+and the finetune CLI end to end (with resume)."""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import data, finetune, train
+
+DENSE = train.dense_models()
+# The default suite fits these (when registered); every other dense model
+# is fitted in the slow suite (VGG/FCN, deep ResNets and Inception are heavy
+# on 2 CPU cores even at 32x32).
+FAST = ("drn_d_22", "resnet18", "drn_c_26")
+LIGHT = next((n for n in FAST if n in DENSE), DENSE[0])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("tfds"))
+    data.load("zoo_shapes", "train", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def batch(data_dir):
+    src = data.load("zoo_shapes", "train", data_dir)
+    ds = data.make_pipeline(src.dataset, 32, 2, False, shuffle=0)
+    return next(iter(ds))
+
+
+def _fixed(batch):
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+# ------------------------------------------------------- loss and metric
+
+
+def _hand(labels, logits, ignore=255, classes=3):
+    valid = labels != ignore
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+    loss = ce[valid].mean()
+    pred = logits.argmax(-1)[valid]
+    true = labels[valid]
+    ious = []
+    for c in range(classes):
+        inter = np.sum((pred == c) & (true == c))
+        union = np.sum((pred == c) | (true == c))
+        if union:
+            ious.append(inter / union)
+    return loss, np.mean(ious)
+
+
+def test_loss_and_miou_ignore_label_match_hand_computation():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (2, 5, 6))
+    labels[0, :2] = 255
+    labels[1, 3, 1:4] = 255
+    logits = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    want_loss, want_miou = _hand(labels, logits)
+    loss = float(train.SegmentationLoss()(labels, logits))
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    m = train.SegmentationMeanIoU(3)
+    m.update_state(labels, logits)
+    np.testing.assert_allclose(float(m.result()), want_miou, rtol=1e-6)
+    # Ignored pixels have no effect, whatever the logits say there.
+    noisy = logits.copy()
+    noisy[labels == 255] = rng.normal(scale=50, size=noisy[labels == 255].shape)
+    np.testing.assert_allclose(float(train.SegmentationLoss()(labels, noisy)), want_loss, rtol=1e-5)
+    m2 = train.SegmentationMeanIoU(3)
+    m2.update_state(labels[..., None], noisy)  # (B, H, W, 1) labels too
+    np.testing.assert_allclose(float(m2.result()), want_miou, rtol=1e-6)
+    # Without ignoring, the loss differs (the test can fail).
+    assert abs(float(train.SegmentationLoss(ignore_label=-1)(np.where(labels == 255, 0, labels), noisy))
+               - want_loss) > 1e-3
+
+
+def test_poly_schedule():
+    s = train.poly_schedule(0.01, 100)
+    np.testing.assert_allclose([float(s(0)), float(s(50)), float(s(100))],
+                               [0.01, 0.01 * 0.5 ** 0.9, 0.0], rtol=1e-5, atol=1e-9)
+
+
+# ------------------------------------------------------------- freezing
+
+
+def _bn_model():
+    for name in FAST + tuple(DENSE):
+        if name in DENSE and train.registry.get_entry(name).family in ("drn", "resnet"):
+            return name
+    pytest.skip("no dense model with BatchNorm registered")
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_freeze_bn_keeps_moving_stats(batch, freeze_bn):
+    name = _bn_model()
+    keras.utils.set_random_seed(0)
+    model = train.prepare(name, classes=4, freeze_bn=freeze_bn, total_steps=3, learning_rate=1e-3)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns
+    before = [[v.numpy().copy() for v in (b.moving_mean, b.moving_variance)] for b in bns]
+    model.fit(_fixed(batch), steps_per_epoch=2, epochs=1, verbose=0)
+    same = all(np.array_equal(a, v.numpy()) for b, stats in zip(bns, before)
+               for a, v in zip(stats, (b.moving_mean, b.moving_variance)))
+    assert same == freeze_bn, f"freeze_bn={freeze_bn}: moving statistics unchanged={same}"
+
+
+def test_freeze_backbone_trains_only_the_head(batch):
+    keras.utils.set_random_seed(0)
+    model = train.prepare(LIGHT, classes=4, freeze="backbone", total_steps=2, learning_rate=1e-2)
+    head = train.head_layer_names(model, LIGHT)
+    weighted = [layer for layer in model.layers if layer.weights]
+    assert any(layer.name in head for layer in weighted), head
+    assert any(layer.name not in head for layer in weighted)
+    before = {layer.name: [w.numpy().copy() for w in layer.weights] for layer in weighted}
+    model.fit(_fixed(batch), steps_per_epoch=2, epochs=1, verbose=0)
+    for layer in weighted:
+        changed = any(not np.array_equal(a, w.numpy()) for a, w in zip(before[layer.name], layer.weights))
+        if layer.name in head and layer.trainable_weights:
+            assert changed, f"head layer {layer.name} did not train"
+        if layer.name not in head:
+            assert not changed, f"backbone layer {layer.name} changed"
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_head_layers_found_for_every_dense_model(name):
+    model = train.build_dense(name, classes=3)
+    head = train.head_layer_names(model, name)
+    assert any(layer.weights for layer in model.layers if layer.name in head), f"{name}: {head}"
+    assert len(head) < len(model.layers) / 2, f"{name}: head too large: {sorted(head)[:10]}"
+
+
+# ------------------------------------------- fit every dense model
+
+
+def _fit_losses(name, batch, precision="float32", steps=20):
+    keras.utils.set_random_seed(0)
+    model = train.prepare(name, classes=4, freeze_bn=False, precision=precision, total_steps=steps,
+                          optimizer="adam", learning_rate=1e-3)
+    hist = model.fit(_fixed(batch), steps_per_epoch=1, epochs=steps, verbose=0)
+    return model, np.array(hist.history["loss"])
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
+def test_fit_loss_goes_down(name, batch):
+    _, losses = _fit_losses(name, batch)
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-5:].mean() < 0.8 * losses[:5].mean(), f"{name}: {losses}"
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == LIGHT else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
+def test_mixed_bfloat16_float32_logits(name, batch):
+    model, losses = _fit_losses(name, batch, "mixed_bfloat16", steps=6)
+    assert model.output.dtype == "float32"
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert conv.compute_dtype == "bfloat16", conv.compute_dtype
+    out = model(batch[0])
+    assert out.dtype == tf.float32 and np.all(np.isfinite(out.numpy()))
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-1] < losses[0], losses
+
+
+def test_keras_round_trip_of_finetuned_model(batch, tmp_path):
+    model, _ = _fit_losses(LIGHT, batch, steps=3)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(batch[0], verbose=0), model.predict(batch[0], verbose=0))
+    assert isinstance(loaded.loss, train.SegmentationLoss)
+
+
+# ------------------------------------------------------------- the CLI
+
+
+def _cli(tmp_path, data_dir, epochs):
+    return finetune.main([
+        "finetune", "--model", LIGHT, "--data", "zoo_shapes", "--data-dir", data_dir,
+        "--epochs", str(epochs), "--batch-size", "2", "--size", "32", "--steps-per-epoch", "2",
+        "--optimizer", "adam", "--lr", "1e-3", "--out", str(tmp_path), "--verbose", "0",
+    ])
+
+
+def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
+    assert _cli(tmp_path, data_dir, 1) == 0
+    out = capsys.readouterr().out
+    assert "validation IoU per class" in out and "triangle" in out, out
+    for f in (finetune.CHECKPOINT, finetune.WEIGHTS, finetune.LOG, finetune.OVERLAY, finetune.STATE):
+        assert (tmp_path / f).is_file(), f
+    png = tf.io.decode_png(tf.io.read_file(str(tmp_path / finetune.OVERLAY)))
+    assert png.shape[-1] == 3 and png.shape[1] == 3 * 32 + 4, png.shape
+    assert json.load(open(tmp_path / finetune.STATE))["epoch"] == 1
+    first = keras.models.load_model(str(tmp_path / finetune.CHECKPOINT))
+    iterations = int(first.optimizer.iterations)
+    assert iterations == 2
+    # An interrupted or extended run resumes after the last completed epoch.
+    assert _cli(tmp_path, data_dir, 2) == 0
+    assert "resuming" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / finetune.LOG)))
+    assert [r["epoch"] for r in rows] == ["0", "1"], rows
+    assert json.load(open(tmp_path / finetune.STATE))["epoch"] == 2
+    second = keras.models.load_model(str(tmp_path / finetune.CHECKPOINT))
+    assert int(second.optimizer.iterations) == 4
+
+
+@pytest.mark.slow
+def test_demo_learns(tmp_path, data_dir, capsys):
+    args = finetune.add_demo_arguments(__import__("argparse").ArgumentParser()).parse_args(
+        ["--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0"])
+    assert finetune.demo(args) == 0
+    out = capsys.readouterr().out
+    line = [s for s in out.splitlines() if s.startswith("mIoU ")][-1]
+    before, after = float(line.split()[1]), float(line.split()[3])
+    assert before < 0.3 and after > 0.6, line
