@@ -235,8 +235,9 @@ def _cityscapes_mask(mask):
 
 def _ade_mask(mask):
     # Channel 0 holds the class: 0 is "other" (ignored), 1..150 -> 0..149.
+    # Values above 150 are not classes: ignored too.
     cls = tf.cast(mask[..., :1], tf.int32)
-    return tf.cast(tf.where(cls == 0, IGNORE_LABEL, cls - 1), tf.uint8)
+    return tf.cast(tf.where((cls == 0) | (cls > 150), IGNORE_LABEL, cls - 1), tf.uint8)
 
 
 # name -> (tfds name, image key, mask key, mask map, classes, class names,
@@ -268,11 +269,16 @@ def _prepare(builder, download, manual_dir=None):
     if download or isinstance(builder, (ZooShapes, SegmentationFolder)):
         config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
         builder.download_and_prepare(download_config=config)
-    elif not builder.is_prepared():
+
+
+def _as_dataset(builder, split, shuffle_files):
+    try:
+        return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+    except (AssertionError, FileNotFoundError) as e:
         raise FileNotFoundError(
-            f"TFDS dataset {builder.name!r} is not prepared in {builder.data_dir}; "
+            f"TFDS dataset {builder.name!r} is not prepared in {builder.data_dir} ({e}); "
             "pass download=True (--download) to fetch it, or --data-dir to point at it"
-        )
+        ) from None
 
 
 def load(name, split="train", data_dir=None, download=False, manual_dir=None, shuffle_files=False):
@@ -312,7 +318,7 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
     split = {"train": train, "validation": val}.get(split, split)
     builder = tfds.builder(tfds_name, data_dir=data_dir)
     _prepare(builder, download, manual_dir)
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files)
+    ds = _as_dataset(builder, split, shuffle_files)
     ds = ds.map(_to_example(image_key, mask_key, mask_map), num_parallel_calls=tf.data.AUTOTUNE)
     return Source(ds, num, tuple(names) if names else tuple(f"class_{i}" for i in range(num)))
 
