@@ -327,7 +327,7 @@ def demo(args):
     return 0
 
 
-DEMO_EPOCHS = 6
+DEMO_EPOCHS = 8
 DEMO_STEPS = 40
 DEMO_LR = 2e-3
 
