@@ -263,6 +263,7 @@ def run(args, strategy=None, before=False):
         for stale in (CHECKPOINT, WEIGHTS, STATE, LOG):
             if os.path.exists(os.path.join(args.out, stale)):
                 os.remove(os.path.join(args.out, stale))
+        keras.utils.set_random_seed(args.seed)  # same init whether or not data was just generated
         model = train.prepare(
             args.model, weights=args.weights, classes=num_classes, freeze_bn=freeze_bn,
             freeze=None if args.freeze == "none" else args.freeze, precision=args.precision,
