@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import zoo
+
 from zoo import data
 
 
@@ -129,3 +131,14 @@ def test_real_dataset_loaders_on_mock_data(name, valid):
     assert x.shape == (3, 32, 32, 3) and y.shape == (3, 32, 32)
     assert set(np.unique(y.numpy())) <= valid, np.unique(y.numpy())
     assert src.num_classes == max(valid - {255}) + 1
+
+
+def test_preprocessing_prefers_the_layout_files_own_record():
+    from zoo.preprocessing import preprocessing_for
+
+    # resnet50 'imagenet' has keras (caffe) and torchvision (mean/std) files.
+    assert preprocessing_for("resnet50", "imagenet", file_key="torch")["type"] == "torch"
+    assert preprocessing_for("resnet50", "imagenet", file_key="keras_top")["type"] == "caffe"
+    # A path keeps the model's first published tag's preprocessing.
+    first = sorted(zoo.weights.available_tags("resnet50"))[0]
+    assert preprocessing_for("resnet50", "/a/fine-tuned.weights.h5") == preprocessing_for("resnet50", first)

@@ -92,7 +92,7 @@ def cmd_convert(args):
 def cmd_heatmap(args):
     from zoo.heatmap import run_heatmap
 
-    result = run_heatmap(args.model, args.weights, args.image, args.out, tag=args.preprocessing)
+    result = run_heatmap(args.model, args.weights, args.image, args.out)
     print(f"top class {result['class']} (score {result['score']:.3g}); "
           f"map {result['map_shape'][0]}x{result['map_shape'][1]}; wrote {args.out}")
 
@@ -142,7 +142,6 @@ def build_parser():
     s.add_argument("image")
     s.add_argument("--model", default="vgg16")
     s.add_argument("--weights", default="imagenet")
-    s.add_argument("--preprocessing", default="imagenet", help="manifest tag whose preprocessing to use")
     s.add_argument("--out", default="heat.png")
     s.set_defaults(func=cmd_heatmap)
 

@@ -28,10 +28,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-IGNORE_LABEL = 255
+# Re-exported: pipelines and users reach preprocessing through zoo.data too.
+from zoo.preprocessing import (  # noqa: F401
+    DEFAULT_PREPROCESSING,
+    preprocess,
+    preprocessing_for,
+    unpreprocess,
+)
 
-# The preprocessing of a model without published weights (random init).
-DEFAULT_PREPROCESSING = {"type": "torch", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+IGNORE_LABEL = 255
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle")
 
@@ -339,71 +344,6 @@ def _max_label(ds):
 
 
 # --------------------------------------------------------- pipelines
-
-
-def preprocessing_for(model_name, weights=None):
-    """The input preprocessing a model's weights expect, from the manifest.
-
-    Args:
-        model_name: registry name.
-        weights: a published tag, a file path, or None.
-
-    Returns:
-        The manifest's ``preprocessing`` dict for the tag; for a path, the
-        model's first published tag's (a fine-tuned file keeps its origin's
-        preprocessing); :data:`DEFAULT_PREPROCESSING` without weights.
-    """
-    from zoo import weights as zw
-
-    tags = zw.available_tags(model_name)
-    if weights is None:
-        return dict(DEFAULT_PREPROCESSING)
-    if weights in tags:
-        return zw.manifest_entry(model_name, weights).get("preprocessing", DEFAULT_PREPROCESSING)
-    for tag in tags:
-        pre = zw.manifest_entry(model_name, tag).get("preprocessing")
-        if pre:
-            return pre
-    return dict(DEFAULT_PREPROCESSING)
-
-
-def preprocess(image, spec=None):
-    """uint8 RGB images -> the float32 input a model's weights expect.
-
-    Args:
-        image: (..., H, W, 3) RGB in 0..255.
-        spec: ``{"type": "caffe", "channels": "BGR", "mean": [B, G, R]}``
-            (0..255 scale), ``{"type": "torch", "mean": [...], "std": [...]}``
-            (0..1 scale, RGB), ``{"type": "tf"}`` (-1..1) or None (default).
-    """
-    spec = spec or DEFAULT_PREPROCESSING
-    x = tf.cast(image, tf.float32)
-    kind = spec.get("type", "torch")
-    if kind == "caffe":
-        if spec.get("channels", "BGR") == "BGR":
-            x = x[..., ::-1]
-        return x - tf.constant(spec["mean"], tf.float32)
-    if kind == "torch":
-        return (x / 255.0 - tf.constant(spec["mean"], tf.float32)) / tf.constant(spec["std"], tf.float32)
-    if kind == "tf":
-        return x / 127.5 - 1.0
-    raise ValueError(f"unknown preprocessing type {kind!r}; valid choices: caffe, torch, tf")
-
-
-def unpreprocess(x, spec=None):
-    """Inverse of :func:`preprocess` back to uint8 RGB (for overlays)."""
-    spec = spec or DEFAULT_PREPROCESSING
-    x = tf.cast(x, tf.float32)
-    kind = spec.get("type", "torch")
-    if kind == "caffe":
-        x = x + tf.constant(spec["mean"], tf.float32)
-        if spec.get("channels", "BGR") == "BGR":
-            x = x[..., ::-1]
-    elif kind == "torch":
-        x = (x * tf.constant(spec["std"], tf.float32) + tf.constant(spec["mean"], tf.float32)) * 255.0
-    else:
-        x = (x + 1.0) * 127.5
-    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
 
 
 def augment(image, mask, size, scale_range=(0.5, 2.0), ignore_label=IGNORE_LABEL, flip=True, seed=None):

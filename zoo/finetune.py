@@ -139,13 +139,6 @@ def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
     return np.clip(np.concatenate(rows[:-1], axis=0), 0, 255).astype("uint8")
 
 
-def write_png(path, array):
-    """Writes a uint8 (H, W, 3) array as PNG with ``tf.io.encode_png``."""
-    import tensorflow as tf
-
-    tf.io.write_file(path, tf.io.encode_png(tf.constant(array)))
-
-
 def evaluate(model, ds, num_classes, ignore_label=255):
     """Per-class IoU (numpy, NaN where a class never occurs) and mean IoU over ``ds``."""
     import numpy as np
@@ -173,7 +166,8 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4):
     """Predicts the first ``count`` images of ``ds`` and writes the overlay grid."""
     import numpy as np
 
-    from zoo.data import unpreprocess
+    from zoo.heatmap import write_png
+    from zoo.preprocessing import unpreprocess
 
     images, truths = [], []
     for x, y in ds.unbatch().take(count):

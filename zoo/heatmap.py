@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from zoo.preprocessing import preprocess, preprocessing_spec
+from zoo.preprocessing import preprocess, preprocessing_for
 
 
 def colorize(scores):
@@ -28,6 +28,7 @@ def overlay(image, scores, alpha=0.5):
 
 
 def write_png(path, rgb):
+    """Writes a uint8 (H, W, 3) array as PNG (``tf.io``: no imaging dependency)."""
     import tensorflow as tf
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -41,7 +42,7 @@ def read_image(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False).numpy()
 
 
-def run_heatmap(model_name, weights, image_path, out, tag="imagenet"):
+def run_heatmap(model_name, weights, image_path, out):
     """One heatmap-mode pass over an image; writes the top class's map as PNG.
 
     The top class is the one with the highest score anywhere on the map.
@@ -55,7 +56,7 @@ def run_heatmap(model_name, weights, image_path, out, tag="imagenet"):
 
     image = read_image(image_path)
     model = zoo.create_model(model_name, weights=weights, mode="heatmap")
-    x = preprocess(image[None], preprocessing_spec(model_name, tag))
+    x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
     cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])
     write_png(out, overlay(image, scores[..., cls]))
