@@ -214,6 +214,28 @@ class MinSize(keras.layers.Layer):
         return {**super().get_config(), "min_size": self.min_size}
 
 
+def conv2d(filters, kernel_size, strides=1, dilation_rate=1, padding="same", use_bias=True,
+           name=None, **kwargs):
+    """The convolution every block and head builds (the single place that picks
+    the implementation of a dilated convolution).
+
+    Args:
+        filters: output channels.
+        kernel_size: int or ``(kh, kw)``.
+        strides: convolution stride.
+        dilation_rate: dilation rate.
+        padding: ``"same"`` or ``"valid"``.
+        use_bias: add a bias.
+        name: layer name (stable: it maps to the upstream module path).
+        **kwargs: further ``keras.layers.Conv2D`` arguments.
+
+    Returns:
+        A Conv2D-compatible layer (same weights, same names, same math).
+    """
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
+                               padding=padding, use_bias=use_bias, name=name, **kwargs)
+
+
 # ---------------------------------------------------------------------------
 # Inception block (issue 5)
 # ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@ One home for the data pipelines (tf.data), the heatmap CLI and users: the
 functions take numpy arrays or tensors and return float32 tensors.
 """
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 from zoo import weights as zw
 
@@ -79,3 +81,61 @@ def unpreprocess(x, spec=None):
     else:
         x = (x + 1.0) * 127.5
     return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Preprocess(keras.layers.Layer):
+    """A model's first layer: RGB images (uint8, or floats in 0..255) in, the
+    input its weights expect out, so that an exported model takes raw pixels.
+
+    Args:
+        spec: a manifest ``preprocessing`` record (see :func:`preprocess`).
+    """
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = dict(spec)
+        check_spec(self.spec)
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        kind = self.spec.get("type", "torch")
+        if kind == "caffe":
+            if self.spec.get("channels", "BGR") == "BGR":
+                x = ops.flip(x, axis=-1)
+            return x - ops.convert_to_tensor(self.spec["mean"], x.dtype)
+        if kind == "torch":
+            mean = ops.convert_to_tensor(self.spec["mean"], x.dtype)
+            std = ops.convert_to_tensor(self.spec["std"], x.dtype)
+            return (x / 255.0 - mean) / std
+        return x / 127.5 - 1.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec}
+
+
+def check_spec(spec):
+    """Raises a ValueError for a preprocessing record of unknown type."""
+    kind = spec.get("type", "torch")
+    if kind not in ("caffe", "torch", "tf"):
+        raise ValueError(f"unknown preprocessing type {kind!r}; valid choices: caffe, torch, tf")
+    return spec
+
+
+def preprocessing_layer(model_name, weights=None, preprocessing=None, file_key=None):
+    """The :class:`Preprocess` layer a builder puts first with ``include_preprocessing=True``.
+
+    Args:
+        model_name: registry name.
+        weights: the builder's ``weights`` (tag, path or None).
+        preprocessing: an explicit record that overrides the manifest's.
+        file_key: see :func:`preprocessing_for`.
+
+    Returns:
+        A :class:`Preprocess` layer named ``"preprocess"``.
+    """
+    spec = preprocessing if preprocessing is not None else preprocessing_for(model_name, weights, file_key)
+    return Preprocess(spec, name="preprocess")

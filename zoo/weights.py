@@ -31,6 +31,11 @@ def package_weights_dir():
     Installed, it is the ``zoo.published`` package; in a bare checkout on
     ``PYTHONPATH`` it is the top-level ``weights/`` folder.
     """
+    # A source checkout's own weights/ wins over an installed copy, so that a
+    # second checkout (a git worktree) reads its own manifest.
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+    if os.path.isfile(os.path.join(checkout, "manifest.json")):
+        return checkout
     try:
         return str(resources.files("zoo.published"))
     except ModuleNotFoundError:
