@@ -351,3 +351,28 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
     if backbone.load is not None:
         return backbone.load(model, weights, weight_map, mode)
     return load_weights(model, weights, model_name, weight_map, file_key=file_key)
+
+
+_SPECS = {}
+
+
+def register_backbone(model_name, factory):
+    """Records ``factory() -> Backbone`` for a registry name (``model_info``
+    reads its pyramid and minimum input sizes)."""
+    _SPECS[model_name] = factory
+
+
+def backbone_spec(model_name):
+    """The default-config :class:`Backbone` of a registry name."""
+    return _SPECS[model_name]()
+
+
+def min_input_table(model_name, output_stride=None):
+    """``{mode: side}``: the smallest input side each mode accepts."""
+    spec = backbone_spec(model_name)
+    table = {}
+    for mode in spec.modes:
+        os_ = resolve_output_stride(spec, mode, output_stride if output_stride in spec.output_strides
+                                    else None)
+        table[mode] = min_input_side(spec, mode, os_)
+    return table

@@ -26,7 +26,7 @@ Differences from the official code, all deliberate:
 import keras
 from keras import layers
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap
 from zoo.registry import register_model
@@ -469,5 +469,6 @@ BUILDERS = {
 
 for _name, _builder in BUILDERS.items():
     _doc(_builder, _name)
+    register_backbone(_name, lambda n=_name: drn_spec(n))
     register_model(_name, _builder, "drn", output_stride=8, info_mode="classify",
                    info_hook=_info_hook(_name))

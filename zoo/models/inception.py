@@ -29,7 +29,7 @@ import os
 import keras
 from keras import layers, ops
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT
 from zoo.info import count_parameters
 from zoo.io.errors import CheckpointError
@@ -658,6 +658,8 @@ _doc(GoogLeNet, "GoogLeNet: torchvision's BN variant by default, the paper's wit
         dropout: rate before ``fc`` (default 0.2, paper 0.4).""")
 _doc(InceptionV3, "Inception v3, keras.applications' network with explicit layer names.")
 
+register_backbone("googlenet", lambda: googlenet_spec()[0])
+register_backbone("inception_v3", lambda: INCEPTION_V3_SPEC)
 register_model("googlenet", GoogLeNet, "inception", output_stride=32,
                info_hook=_savings_hook([(b, GOOGLENET_REDUCTIONS) for b in GOOGLENET_BLOCKS]))
 register_model("inception_v3", InceptionV3, "inception", output_stride=32,

@@ -28,7 +28,7 @@ import re
 import keras
 from keras import layers
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap, default_torch_name
 from zoo.io.errors import CheckpointError
@@ -446,5 +446,45 @@ for _name, _builder in (("resnet18", ResNet18), ("resnet34", ResNet34), ("resnet
                 f"with output_stride and FCN head.",
         extra=_STRIDE_ARG if _kind == "bottleneck" else "",
     )
+    register_backbone(_name, lambda n=_name: resnet_spec(n, RESNET_CONFIGS[n][0] == "bottleneck"))
     register_model(_name, _builder, "resnet", output_stride=32, info_mode="classify",
                    info_hook=_stage_flops)
+
+
+def _deeplabv3(config):
+    def builder(weights=None, mode="dense", input_shape=None, classes=21,
+                classifier_activation=None, name=None, **kwargs):
+        kwargs.setdefault("head", "deeplabv3")
+        return _resnet(config, weights, mode, input_shape, classes, classifier_activation,
+                       name or f"deeplabv3_{config}", stride_in_1x1=False,
+                       model_name=f"deeplabv3_{config}", **kwargs)
+
+    builder.__name__ = f"DeepLabV3_{config.capitalize()}"
+    builder.__doc__ = f"""torchvision's ``deeplabv3_{config}``: the torchvision-layout {config}
+    at output stride 8 with the ``"deeplabv3"`` head (``aux_head=True`` adds the
+    auxiliary FCN head). Same as ``zoo.create_model("{config}", mode="dense",
+    head="deeplabv3", stride_in_1x1=False, classes=21)``; its ``coco_voc`` tag
+    is torchvision's COCO-with-VOC-labels checkpoint.
+
+    Args:
+        weights: None, ``"coco_voc"`` or a torchvision state_dict path.
+        mode: ``"dense"`` only.
+        input_shape: defaults to (None, None, 3).
+        classes: output classes (21).
+        classifier_activation: None (logits).
+        name: model name.
+        **kwargs: ``aux_head``, ``output_stride``, ``in_channels``,
+            ``include_preprocessing``, ``preprocessing``.
+
+    Returns:
+        A ``keras.Model``.
+    """
+    return builder
+
+
+DeepLabV3_ResNet50 = _deeplabv3("resnet50")
+DeepLabV3_ResNet101 = _deeplabv3("resnet101")
+for _name, _builder in (("deeplabv3_resnet50", DeepLabV3_ResNet50),
+                        ("deeplabv3_resnet101", DeepLabV3_ResNet101)):
+    register_backbone(_name, lambda n=_name: resnet_spec(n[len("deeplabv3_"):], False, n))
+    register_model(_name, _builder, "resnet", output_stride=8, modes=("dense",), info_mode="dense")

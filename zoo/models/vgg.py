@@ -12,7 +12,7 @@ row-major in (h, w, c), the conv kernel's order).
 import keras
 from keras import layers
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT
 from zoo.convert import WeightMap
 from zoo.layers import WindowConv2D
@@ -136,6 +136,7 @@ def _fcn_body(x, classes):
 
 
 CLASSIFIER = Classifier("flatten_fc", HEAD_LAYERS, hidden=(4096, 4096), window=7)
+FCN_HEADS = ("fcn32s", "fcn16s", "fcn8s")
 FCN_OFFSETS = {"pool4": 5, "pool3": 9, "upscore": 19, "upscore16": 27, "upscore8": 31}
 
 
@@ -202,6 +203,10 @@ _doc(FCN32s, "FCN-32s: VGG16, fc6/fc7 as convs, one x32 bilinear-initialised ups
 _doc(FCN16s, "FCN-16s: FCN-32s plus a pool4 skip; x2 then x16 upsampling.")
 _doc(FCN8s, "FCN-8s: FCN-16s plus a pool3 skip; x2, x2 then x8 upsampling.")
 
+for _name in ("vgg16", "vgg19"):
+    register_backbone(_name, lambda n=_name: _backbone(n))
+for _name in FCN_HEADS:
+    register_backbone(_name, lambda: _backbone("vgg16", fcn=True))
 for _name, _builder in (("vgg16", VGG16), ("vgg19", VGG19)):
     register_model(_name, _builder, "vgg", output_stride=32, info_mode="heatmap")
 for _name, _builder, _stride in (("fcn32s", FCN32s, 32), ("fcn16s", FCN16s, 16), ("fcn8s", FCN8s, 8)):
