@@ -1,0 +1,289 @@
+"""Every attack of issue 12 (an adversarial pass over loaders, data, resume
+and the CLI), reproduced and shown to end in a clear error or documented
+handling. Reproductions quoted in the issue are kept verbatim."""
+
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+from zoo.io.errors import CheckpointError
+from zoo.io.pth import is_pth, read_pth
+
+MAGIC = 0x1950A86A20F9469CFC6C
+
+
+# --------------------------------------------------------------------------
+# Hand-made pickles (no torch needed to write an attack).
+# --------------------------------------------------------------------------
+
+
+def _op(value):
+    """The protocol-2 opcodes that push ``value`` (no PROTO, no STOP)."""
+    return pickle.dumps(value, 2)[2:-1]
+
+
+def _global(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _tensor_pickle(size, stride, numel, storage="FloatStorage", offset=0, key="0", count=1):
+    """``{"w0": tensor, ...}`` over one storage, as torch's zip format pickles it."""
+    pid = b"(" + _op("storage") + _global("torch", storage) + _op(key) + _op("cpu") + _op(numel) + b"tQ"
+    body = b"\x80\x02}("
+    for i in range(count):
+        body += (_op(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _op(offset)
+                 + _op(tuple(size)) + _op(tuple(stride)) + b"\x89"
+                 + _global("collections", "OrderedDict") + b")RtR")
+    return body + b"u."
+
+
+def _write_zip(path, pkl, members=(), compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compress) as zf:
+        zf.writestr("archive/data.pkl", pkl)
+        for name, data in members:
+            zf.writestr(f"archive/data/{name}", data)
+    return path
+
+
+def _legacy_bytes(obj_pickle, keys, records):
+    """A legacy (torch < 1.6) file around a hand-made object pickle."""
+    out = pickle.dumps(MAGIC, 2) + pickle.dumps(1001, 2)
+    out += pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                         "type_sizes": {"short": 2, "int": 4, "long": 8}}, 2)
+    out += obj_pickle + pickle.dumps(keys, 2)
+    for numel, data in records:
+        out += struct.pack("<q", numel) + data
+    return out
+
+
+def _peak(fn):
+    """Runs ``fn``; returns (its exception or None, peak traced bytes)."""
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except Exception as e:  # noqa: BLE001 - the caller checks the type
+        err = e
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return err, peak
+
+
+@pytest.fixture(scope="module")
+def good_pth(tmp_path_factory):
+    """A valid zip and a valid legacy checkpoint, with their contents."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("good")
+    g = torch.Generator().manual_seed(0)
+    sd = {"conv.weight": torch.randn(4, 3, 3, 3, generator=g), "conv.bias": torch.randn(4, generator=g),
+          "bn.running_var": torch.rand(4, generator=g).double(), "half": torch.randn(5, generator=g).half()}
+    paths = {}
+    for fmt in ("zip", "legacy"):
+        path = folder / f"good_{fmt}.pth"
+        torch.save(sd, path, _use_new_zipfile_serialization=fmt == "zip")
+        paths[fmt] = path
+    return paths, {k: v.numpy() for k, v in sd.items()}
+
+
+def _assert_reads_exactly(path, expected):
+    got = read_pth(path)
+    assert list(got) == list(expected)
+    for k, v in expected.items():
+        assert got[k].dtype == v.dtype, k
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+# --------------------------------------------------------------------------
+# 1. A crafted .pth must not change any later load.
+# --------------------------------------------------------------------------
+
+
+def test_issue_reproduction_float32_placeholder(tmp_path, good_pth, monkeypatch):
+    paths, expected = good_pth
+    monkeypatch.chdir(tmp_path)
+    # Verbatim from the issue.
+    u = lambda s: b"X" + struct.pack("<I", len(s)) + s.encode()  # noqa: E731
+    open("p.pth", "wb").write(b"\x80\x02ctorch\nfloat32\n}" + u("name") + u("bfloat16") + b"sb0" + pickle.dumps(0x1950A86A20F9469CFC6C, 2)[2:])
+    assert not is_pth("p.pth")
+    with pytest.raises(CheckpointError, match="p.pth"):
+        read_pth("p.pth")
+    for fmt in ("zip", "legacy"):
+        _assert_reads_exactly(paths[fmt], expected)
+
+
+ALLOWED = [("torch", "float32"), ("torch", "float16"), ("torch", "FloatStorage"), ("torch", "HalfStorage"),
+           ("torch.cuda", "FloatStorage"), ("torch.storage", "UntypedStorage"),
+           ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+           ("collections", "OrderedDict")]
+
+
+@pytest.mark.parametrize("module,name", ALLOWED)
+@pytest.mark.parametrize("how", ["dict_state", "slot_state"])
+def test_build_on_any_allowed_global_is_refused(tmp_path, good_pth, module, name, how):
+    paths, expected = good_pth
+    state = {"name": "bfloat16", "dtype": None, "itemsize": 1, "file_dtype": None, "_fn": print,
+             "__call__": print, "__code__": None}
+    # BUILD with a dict sets __dict__ entries; with (None, dict) it calls setattr.
+    arg = state if how == "dict_state" else (None, state)
+    attack = b"\x80\x02" + _global(module, name) + _op(arg) + b"b0" + _op(MAGIC) + b"."
+    for fmt in ("legacy", "zip"):
+        path = tmp_path / f"attack_{fmt}.pth"
+        if fmt == "legacy":
+            path.write_bytes(attack)
+        else:
+            _write_zip(path, attack)
+        is_pth(path)
+        with pytest.raises(CheckpointError) as err:
+            read_pth(path)
+        assert str(path) in str(err.value)
+        for good in ("zip", "legacy"):
+            _assert_reads_exactly(paths[good], expected)
+
+
+def test_each_load_gets_its_own_placeholders(tmp_path):
+    from zoo.io import pth
+
+    a, b = pth._fresh_globals(), pth._fresh_globals()
+    assert a.keys() == b.keys() == pth.ALLOWED_NAMES
+    for key, obj in a.items():
+        if key != ("collections", "OrderedDict"):
+            assert obj is not b[key], key
+            with pytest.raises(AttributeError):
+                obj.name = "bfloat16"
+            assert not hasattr(obj, "__dict__"), key
+
+
+# --------------------------------------------------------------------------
+# 2. Memory bombs: every allocation is bounded by what the file holds.
+# --------------------------------------------------------------------------
+
+LIMIT = 32 << 20  # far below the gigabytes the attacks used to allocate
+
+
+def test_stride0_view_is_not_expanded(tmp_path, good_pth):
+    paths, expected = good_pth
+    path = _write_zip(tmp_path / "bomb.pth", _tensor_pickle((16384, 16384), (0, 0), 1),
+                      [("0", np.float32(1).tobytes())])
+    assert os.path.getsize(path) < 1000
+    err, peak = _peak(lambda: read_pth(path))
+    assert isinstance(err, CheckpointError), err
+    assert str(path) in str(err) and "stride" in str(err) and "'w0'" in str(err)
+    assert peak < LIMIT, peak
+    _assert_reads_exactly(paths["zip"], expected)
+
+
+def test_stride0_view_is_bounded_by_its_storage(tmp_path):
+    data = [("0", np.arange(3, dtype="<f4").tobytes())]
+    # No more elements than stored: bounded, so it loads.
+    path = _write_zip(tmp_path / "bcast.pth", _tensor_pickle((3,), (0,), 3), data)
+    np.testing.assert_array_equal(read_pth(path)["w0"], [0, 0, 0])
+    # More elements than stored would be an expansion: refused.
+    path = _write_zip(tmp_path / "expand.pth", _tensor_pickle((2, 3), (0, 1), 3), data)
+    with pytest.raises(CheckpointError, match="stride-0"):
+        read_pth(path)
+
+
+def test_many_keys_over_one_storage_stay_within_budget(tmp_path):
+    # 400 distinct views of a 64 KiB storage: 400 x 64 KiB would be 25 MiB.
+    n = 16384
+    body = b"\x80\x02}("
+    pid = (b"(" + _op("storage") + _global("torch", "FloatStorage") + _op("0") + _op("cpu")
+           + _op(n) + b"tQ")
+    for i in range(400):
+        body += (_op(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid
+                 + _op(i) + _op((n - i,)) + _op((1,)) + b"\x89" + _global("collections", "OrderedDict")
+                 + b")RtR")
+    path = _write_zip(tmp_path / "views.pth", body + b"u.", [("0", bytes(4 * n))])
+    err, peak = _peak(lambda: read_pth(path))
+    assert isinstance(err, CheckpointError) and "storage bytes the file holds" in str(err), err
+    assert peak < LIMIT, peak
+
+
+def test_tied_weights_share_one_array(tmp_path):
+    path = _write_zip(tmp_path / "tied.pth", _tensor_pickle((4,), (1,), 4, count=50),
+                      [("0", np.arange(4, dtype="<f4").tobytes())])
+    got = read_pth(path)
+    assert len(got) == 50 and all(v is got["w0"] for v in got.values())
+
+
+def _deflate_bomb(total_mib):
+    """A raw deflate stream of ``total_mib`` MiB of zeros, built without
+    compressing them all: full-flush blocks are independent, so one
+    compressed MiB repeats."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return block * total_mib + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+
+
+def _zip_with_deflated_member(path, pkl, stream, declared_size):
+    """A zip whose data/0 member is ``stream`` (deflate), declaring ``declared_size``."""
+    _write_zip(path, pkl, [("0", stream)])
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("archive/data/0")
+    local = info.header_offset
+    struct.pack_into("<H", raw, local + 8, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<I", raw, local + 22, declared_size)
+    central = raw.index(b"PK\x01\x02")
+    while raw[central + 46:central + 46 + len(info.filename)] != info.filename.encode():
+        central = raw.index(b"PK\x01\x02", central + 4)
+    struct.pack_into("<H", raw, central + 10, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<I", raw, central + 24, declared_size)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_zip_bomb_declaring_its_size_is_refused_before_reading(tmp_path):
+    # The issue's case: ~1 MB on disk, 1 GiB inflated, and a pickle that
+    # claims a storage of that size.
+    stream = _deflate_bomb(1024)
+    pkl = _tensor_pickle((1 << 28,), (1,), 1 << 28)
+    path = _zip_with_deflated_member(tmp_path / "zipbomb.pth", pkl, stream, 1 << 30)
+    assert os.path.getsize(path) < 2 << 20
+    err, peak = _peak(lambda: read_pth(path))
+    assert isinstance(err, CheckpointError) and "zip bomb" in str(err) and str(path) in str(err), err
+    assert peak < LIMIT, peak
+
+
+def test_zip_member_inflating_past_its_declared_size_is_cut_there(tmp_path):
+    stream = _deflate_bomb(256)
+    path = _zip_with_deflated_member(tmp_path / "liar.pth", _tensor_pickle((1,), (1,), 1), stream, 4)
+    err, peak = _peak(lambda: read_pth(path))
+    # zipfile stops at the declared 4 bytes, so either the (zero) value loads
+    # or the CRC check refuses it: never gigabytes.
+    assert err is None or (isinstance(err, CheckpointError) and str(path) in str(err)), err
+    assert peak < LIMIT, peak
+
+
+def test_pickle_memo_index_bomb(tmp_path):
+    # LONG_BINPUT 0x10000000: the C unpickler would grow its memo to 4 GiB.
+    bomb = b"\x80\x02K\x00r\x00\x00\x00\x10."
+    legacy = tmp_path / "memo_legacy.pth"
+    legacy.write_bytes(pickle.dumps(MAGIC, 2) + bomb)  # the bomb as the protocol record
+    sniffed = tmp_path / "memo_sniffed.pth"
+    sniffed.write_bytes(pickle.dumps(MAGIC, 2)[:-1] + b"0" + bomb[2:])  # inside the sniffed head
+    for path in (_write_zip(tmp_path / "memo.pth", bomb), legacy, sniffed):
+        err, peak = _peak(lambda: (is_pth(path), read_pth(path)))
+        assert isinstance(err, CheckpointError) and str(path) in str(err), err
+        assert peak < LIMIT, peak
+
+
+def test_legacy_storage_larger_than_the_file(tmp_path):
+    obj = _tensor_pickle((1 << 28,), (1,), 1 << 28)
+    # Legacy persistent ids carry a sixth field (the view).
+    obj = obj.replace(_op(1 << 28) + b"tQ", _op(1 << 28) + b"NtQ")
+    path = tmp_path / "legacy_bomb.pth"
+    path.write_bytes(_legacy_bytes(obj, ["0"], [(1 << 28, b"\0" * 16)]))
+    err, peak = _peak(lambda: read_pth(path))
+    assert isinstance(err, CheckpointError) and "truncated" in str(err).replace(str(path), ""), err
+    assert peak < LIMIT, peak
