@@ -287,3 +287,137 @@ def test_legacy_storage_larger_than_the_file(tmp_path):
     err, peak = _peak(lambda: read_pth(path))
     assert isinstance(err, CheckpointError) and "truncated" in str(err).replace(str(path), ""), err
     assert peak < LIMIT, peak
+
+
+# --------------------------------------------------------------------------
+# 3. A weight tensor of the wrong rank; 4. malformed .h5 files.
+# --------------------------------------------------------------------------
+
+
+def _tiny_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+
+
+def _snapshot(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def _assert_untouched(model, before):
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_wrong_rank_torch_tensor_names_file_and_layer(tmp_path):
+    torch = pytest.importorskip("torch")
+    from zoo import weights as zw
+
+    model = _tiny_model()
+    before = _snapshot(model)
+    sd = {"conv.weight": torch.ones(4, 3, 3), "conv.bias": torch.ones(4),  # 3-D for a conv
+          "bn.weight": torch.ones(4), "bn.bias": torch.ones(4), "bn.running_mean": torch.ones(4),
+          "bn.running_var": torch.ones(4), "fc.weight": torch.ones(2, 4), "fc.bias": torch.ones(2)}
+    path = str(tmp_path / "rank.pth")
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError) as err:
+        zw.load_weights(model, path, "tiny")
+    msg = str(err.value)
+    assert path in msg and "'conv'" in msg and "(4, 3, 3)" in msg and "(3, 3, 3, 4)" in msg, msg
+    _assert_untouched(model, before)
+
+
+def _malformed_h5(tmp_path, how):
+    import h5py
+
+    from tests.helpers import save_legacy_h5
+
+    path = save_legacy_h5(_tiny_model(), str(tmp_path / f"{how}.h5"))
+    with h5py.File(path, "r+") as f:
+        if how == "scalar_for_group":
+            del f["bn"]
+            f.create_dataset("bn", data=3.0)
+        elif how == "layer_names_int":
+            f.attrs["layer_names"] = 7
+        elif how == "string_weight":
+            g = f["conv"]
+            name = g.attrs["weight_names"][0]
+            name = name.decode() if isinstance(name, bytes) else name
+            del g[name]
+            g.create_dataset(name, data=np.array([b"abc", b"def"]))
+        elif how == "missing_weight":
+            g = f["fc"]
+            name = g.attrs["weight_names"][1]
+            del g[name.decode() if isinstance(name, bytes) else name]
+        elif how == "huge_unallocated":
+            g = f["fc"]
+            name = g.attrs["weight_names"][0]
+            name = name.decode() if isinstance(name, bytes) else name
+            del g[name]
+            # 16 GiB of fill value in a file of a few KiB.
+            g.create_dataset(name, shape=(1 << 16, 1 << 16), dtype="f4", chunks=(64, 64))
+    return path
+
+
+@pytest.mark.parametrize("how", ["scalar_for_group", "layer_names_int", "string_weight",
+                                 "missing_weight", "huge_unallocated"])
+def test_malformed_h5_is_a_checkpoint_error_naming_the_file(tmp_path, how):
+    from zoo import weights as zw
+
+    path = _malformed_h5(tmp_path, how)
+    model = _tiny_model()
+    before = _snapshot(model)
+    err, peak = _peak(lambda: zw.load_weights(model, path, "tiny"))
+    assert isinstance(err, CheckpointError), repr(err)
+    assert path in str(err)
+    assert peak < LIMIT, peak
+    _assert_untouched(model, before)
+
+
+def test_zoo_convert_of_malformed_h5_is_one_line_exit_2(tmp_path, capsys):
+    from zoo.cli import main
+
+    path = _malformed_h5(tmp_path, "layer_names_int")
+    assert main(["convert", path, str(tmp_path / "out"), "--model", "vgg16", "--mode", "features"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and path in err, err
+
+
+# --------------------------------------------------------------------------
+# 8. CLI: every user error is one line on stderr and exit code 2.
+# --------------------------------------------------------------------------
+
+BAD_COMMANDS = {
+    "heatmap_missing_image": ["heatmap", "missing.png"],
+    "heatmap_not_an_image": ["heatmap", "notanimage.txt"],
+    "info_output_stride_not_taken": ["info", "drn_d_22", "--output-stride", "16"],
+    "info_unknown_model": ["info", "vgg17"],
+    "convert_missing_file": ["convert", "missing.pth", "out", "--model", "vgg16"],
+    "convert_not_a_checkpoint": ["convert", "notanimage.txt", "out", "--model", "vgg16"],
+    "finetune_without_model": ["finetune", "--out", "run"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMMANDS))
+def test_cli_user_error_is_one_line_exit_2(tmp_path, monkeypatch, capsys, case):
+    from zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notanimage.txt").write_text("not an image\n")
+    assert main(BAD_COMMANDS[case]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_cli_error_as_a_process(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-m", "zoo", "heatmap", str(tmp_path / "missing.png")],
+                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: image not found: {tmp_path / 'missing.png'}"], r.stderr

@@ -80,6 +80,8 @@ def torch_to_keras_kernel(array, target_shape, layer):
         channels, mult = target_shape[2], target_shape[3] if len(target_shape) == 4 else 1
         return array.reshape(channels, mult, *array.shape[2:]).transpose(2, 3, 0, 1)
     if isinstance(layer, keras.layers.Conv2D) and len(target_shape) == 4:
+        if array.ndim not in (2, 4):
+            return array  # wrong rank: the loader reports it with file and layer
         if array.ndim == 2:
             # Linear (out, in) with `in` flattened in PyTorch's C, H, W order.
             kh, kw, cin, _ = target_shape
@@ -141,20 +143,28 @@ def torch_layers(state, model, weight_map):
             layers[name] = list(params.values())
             origin[name] = path
             continue
-        if name in weight_map.torch_flatten and isinstance(layer, keras.layers.Dense):
-            h, w, c = weight_map.torch_flatten[name]
-            weight = params["weight"]
-            params = dict(params, weight=weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape))
         order = [p for p in _torch_order(layer) if p in params]
         extra = sorted(set(params) - set(order))
+        raw = [params[p] for p in order + extra]
         if extra:
-            layers[name] = [params[p] for p in order + extra]
+            layers[name] = raw
         else:
-            targets = [tuple(w.shape) for w in layer.weights]
-            layers[name] = [
-                torch_to_keras_kernel(params[p], t, layer)
-                for p, t in zip(order, targets + [()] * len(order))
-            ]
+            try:
+                if name in weight_map.torch_flatten and isinstance(layer, keras.layers.Dense):
+                    h, w, c = weight_map.torch_flatten[name]
+                    weight = params["weight"]
+                    params = dict(params, weight=weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+                                  .reshape(weight.shape))
+                targets = [tuple(w.shape) for w in layer.weights]
+                layers[name] = [
+                    torch_to_keras_kernel(params[p], t, layer)
+                    for p, t in zip(order, targets + [()] * len(order))
+                ]
+            except (ValueError, TypeError, IndexError, KeyError):
+                # A tensor of the wrong rank or size cannot be re-laid: keep
+                # it as stored, so that the loader's shape check names the
+                # file, the layer and both shapes.
+                layers[name] = raw
         origin[name] = path
     return layers, origin
 

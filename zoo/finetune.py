@@ -288,7 +288,7 @@ def run(args, strategy=None, before=False):
 def finetune_main(args):
     """``zoo finetune``."""
     if not args.model:
-        raise SystemExit("zoo finetune: --model is required (see `zoo list`)")
+        raise ValueError("zoo finetune: --model is required (see `zoo list`)")
     _fill_defaults(args, epochs=10, batch_size=8, size=256)
     result = run(args)
     print_iou(result["per_class"], result["class_names"], "validation IoU per class")

@@ -212,13 +212,22 @@ def read_checkpoint(path):
     Returns:
         ``(kind, contents)``: ``("h5", {layer: [arrays]})`` or
         ``("torch", {key: array})``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: anything else wrong with the file; the message names it.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path}")
-    if h5_io.is_hdf5(path) or h5_io.is_keras_archive(path):
-        return "h5", h5_io.read_h5(path)
-    if pth_io.is_pth(path):
-        return "torch", pth_io.read_pth(path)
+    try:
+        if h5_io.is_hdf5(path) or h5_io.is_keras_archive(path):
+            return "h5", h5_io.read_h5(path)
+        if pth_io.is_pth(path):
+            return "torch", pth_io.read_pth(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a reader's own bug or an unforeseen corruption
+        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from e
     raise CheckpointError(
         f"{path}: unrecognised weights file (expected Keras .weights.h5, "
         "keras.applications .h5, .keras, or PyTorch .pth)"

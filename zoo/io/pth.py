@@ -31,6 +31,7 @@ import zipfile
 import numpy as np
 
 from zoo.io.errors import CheckpointError
+from zoo.io.limits import read_zip_member
 
 __all__ = ["CheckpointError", "is_pth", "read_pth"]
 
@@ -39,11 +40,6 @@ _LEGACY_PROTOCOL = 1001
 # The magic-number pickle is ~15 bytes; a little slack covers a protocol-4
 # FRAME header.
 _SNIFF_BYTES = 64
-# Zip bomb guard: a compressed member may inflate to at most this many times
-# its compressed size, beyond _BOMB_FREE_BYTES. torch.save stores members
-# uncompressed, so real checkpoints are never near it.
-_MAX_INFLATE_RATIO = 16
-_BOMB_FREE_BYTES = 1 << 24
 # The arrays returned may total at most this many times the storage bytes the
 # file holds (bfloat16 widening doubles; distinct views of one storage, such
 # as a fused weight and its slices, add more), plus a little slack.
@@ -391,35 +387,12 @@ def _zip_pickle_name(zf):
 
 
 def _read_member(path, zf, name, expected=None, limit=None):
-    """Reads one zip member, bounded by what the archive can hold.
-
-    Args:
-        path: checkpoint path, for error messages.
-        zf: the open ``zipfile.ZipFile``.
-        name: member name.
-        expected: the exact uncompressed size required (a storage's bytes),
-            checked against the member's declared size *before* reading.
-        limit: read at most this many bytes (small records).
-
-    Raises:
-        KeyError: no such member.
-        CheckpointError: a size that does not fit, or a likely zip bomb.
-    """
-    info = zf.getinfo(name)
-    if expected is not None and info.file_size != expected:
-        raise CheckpointError(
-            f"{path}: zip member {name} declares {info.file_size} bytes, "
-            f"the pickle expects {expected}")
-    if (info.compress_type != zipfile.ZIP_STORED
-            and info.file_size > max(_BOMB_FREE_BYTES, _MAX_INFLATE_RATIO * info.compress_size)):
-        raise CheckpointError(
-            f"{path}: zip member {name} inflates {info.compress_size} bytes to {info.file_size}; "
-            "refusing a likely zip bomb (torch.save writes members uncompressed)")
-    # zipfile stops at the declared size, so a member that inflates to more
-    # than it declares cannot allocate more than that.
-    with zf.open(info) as f:
-        data = f.read(info.file_size if limit is None else min(limit, info.file_size))
-    return data
+    try:
+        return read_zip_member(path, zf, name, expected, limit)
+    except CheckpointError as e:
+        if "zip bomb" in str(e):
+            raise CheckpointError(f"{e} (torch.save writes members uncompressed)") from None
+        raise
 
 
 def _read_zip(path, zf):
