@@ -421,3 +421,95 @@ def test_cli_error_as_a_process(tmp_path):
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: image not found: {tmp_path / 'missing.png'}"], r.stderr
+
+
+# --------------------------------------------------------------------------
+# 10. Small API traps.
+# --------------------------------------------------------------------------
+
+
+def test_load_weights_with_two_arguments(tmp_path):
+    import zoo
+
+    src = _tiny_model()
+    for w in src.weights:
+        w.assign(np.random.default_rng(len(w.path)).normal(size=w.shape).astype("float32"))
+    path = str(tmp_path / "tiny.weights.h5")
+    src.save_weights(path)
+    dst = _tiny_model()
+    assert zoo.load_weights(dst, path) is dst
+    for a, b in zip(src.get_weights(), dst.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_weights_two_arguments_pytorch_layout(tmp_path):
+    torch = pytest.importorskip("torch")
+    import zoo
+
+    g = torch.Generator().manual_seed(0)
+    sd = {"conv.weight": torch.randn(4, 3, 3, 3, generator=g), "conv.bias": torch.randn(4, generator=g),
+          "bn.weight": torch.rand(4, generator=g), "bn.bias": torch.randn(4, generator=g),
+          "bn.running_mean": torch.randn(4, generator=g), "bn.running_var": torch.rand(4, generator=g),
+          "bn.num_batches_tracked": torch.tensor(3), "fc.weight": torch.randn(2, 4, generator=g),
+          "fc.bias": torch.randn(2, generator=g)}
+    path = str(tmp_path / "tiny.pth")
+    torch.save(sd, path)
+    model = zoo.load_weights(_tiny_model(), path)
+    np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0],
+                                  sd["conv.weight"].numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("fc").get_weights()[0], sd["fc.weight"].numpy().T)
+    np.testing.assert_array_equal(model.get_layer("bn").get_weights()[3], sd["bn.running_var"].numpy())
+
+
+def test_published_tag_wins_over_a_file_of_that_name(tmp_path, monkeypatch):
+    from zoo import weights as zw
+
+    monkeypatch.chdir(tmp_path)
+    src = _tiny_model()
+    src.save_weights("tiny.weights.h5")
+    os.rename("tiny.weights.h5", "imagenet")  # a valid weights file named like the tag
+    os.mkdir("imagenet_folder")
+    calls = []
+
+    def fake_resolve(model_name, tag, file_key=None):
+        calls.append((model_name, tag, file_key))
+        return str(tmp_path / "imagenet")
+
+    monkeypatch.setattr(zw, "resolve_file", fake_resolve)
+    assert not zw.is_weights_path("imagenet", "vgg16")
+    assert zw.is_weights_path("./imagenet", "vgg16") and zw.is_weights_path("imagenet", None)
+    zw.load_weights(_tiny_model(), "imagenet", "vgg16")
+    assert calls == [("vgg16", "imagenet", None)]  # the tag, not ./imagenet
+    zw.load_weights(_tiny_model(), "./imagenet", "vgg16")
+    assert len(calls) == 1  # ./imagenet means the path
+
+
+_REGISTERED = (
+    "import importlib, pkgutil, sys, keras\n"
+    "import zoo\n"
+    "keras.saving.load_model(sys.argv[1])\n"
+    "first = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
+    "for m in pkgutil.walk_packages(zoo.__path__, 'zoo.'):\n"
+    "    if m.name != 'zoo.__main__':\n"
+    "        importlib.import_module(m.name)\n"
+    "every = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
+    "assert first == every, sorted(set(every) - set(first))\n"
+    "print(len(every))\n"
+)
+
+
+def test_import_zoo_registers_every_serialisable_class(tmp_path):
+    import keras
+
+    from zoo import train
+
+    model = _tiny_model()
+    model.compile(optimizer="sgd", loss=train.SegmentationLoss(), metrics=[train.SegmentationMeanIoU(2)])
+    path = str(tmp_path / "checkpoint.keras")
+    model.save(path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", _REGISTERED, path], capture_output=True, text=True, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert int(r.stdout.split()[-1]) >= 2
+    del keras

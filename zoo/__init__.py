@@ -2,7 +2,10 @@
 and Dilated Residual Networks, with pretrained-weight loading and dense
 outputs for segmentation."""
 
-from zoo import layers  # noqa: F401
+# Every module that registers Keras-serialisable classes is imported here, so
+# that `import zoo` alone lets keras.saving.load_model read any file zoo
+# writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss).
+from zoo import layers, preprocessing, train  # noqa: F401
 from zoo.info import model_info
 from zoo.models.drn import (
     DRN_A_18, DRN_A_34, DRN_A_50, DRN_C_26, DRN_C_42, DRN_C_58, DRN_D_22,

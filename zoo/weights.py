@@ -309,25 +309,68 @@ def assign(plan):
         raise
 
 
-def load_weights(model, weights, model_name, weight_map=None, file_key=None):
+def is_weights_path(weights, model_name=None):
+    """Whether ``weights`` names a file rather than a published tag.
+
+    A published tag of ``model_name`` always means the tag, even when a file
+    or folder of that name sits in the working directory; write
+    ``./imagenet`` to mean such a file. Anything else that exists, contains a
+    path separator or ends in a weights suffix is a path.
+
+    Args:
+        weights: a tag or a path (str or os.PathLike).
+        model_name: registry name whose tags take precedence, or None.
+
+    Returns:
+        True for a path, False for a tag.
+    """
+    if not isinstance(weights, str):
+        return True  # os.PathLike: always a path
+    if model_name is not None and weights in load_manifest().get(model_name, {}):
+        return False
+    return (os.path.exists(weights) or os.sep in weights or "/" in weights
+            or weights.endswith((".h5", ".pth", ".pt", ".keras")))
+
+
+def load_weights(model, weights, model_name=None, weight_map=None, file_key=None):
     """Loads ``weights`` into ``model``, all or nothing.
+
+    ``zoo.load_weights(model, path)`` reads a Keras file (``.weights.h5``,
+    legacy ``.h5``, ``.keras``) or a PyTorch file whose module paths are the
+    layer names with dots for underscores. Builders pass their family's
+    ``model_name`` and ``weight_map`` (e.g. ``zoo.VGG16(weights=...)``),
+    which is how upstream torchvision/fyu checkpoints load.
 
     Args:
         model: the built ``keras.Model``.
         weights: None, a published tag such as ``"imagenet"``, or a file path.
-        model_name: registry name, to look up tags and classifier names.
+            A published tag wins over a file or folder of the same name in
+            the working directory (write ``./imagenet`` for the file).
+        model_name: registry name, to look up tags and classifier names;
+            default: the model's own name when it is a registered one.
         weight_map: a :class:`zoo.convert.WeightMap` (defaults to names as-is).
         file_key: which file of a multi-file tag (e.g. ``"notop"``).
 
     Returns:
         The model.
+
+    Raises:
+        FileNotFoundError: no such file (or, for a tag, no copy and no network).
+        CheckpointError: the file is unreadable or does not fit the model;
+            nothing has been written to the model.
+        ValueError: an unknown tag, listing the valid ones.
     """
     if weights is None:
         return model
+    if model_name is None and getattr(model, "name", None) in load_manifest():
+        model_name = model.name
     weight_map = weight_map or WeightMap()
-    weights = os.fspath(weights)
-    if os.path.exists(weights) or os.sep in weights or weights.endswith((".h5", ".pth", ".pt", ".keras")):
-        path = weights
+    if is_weights_path(weights, model_name):
+        path = os.fspath(weights)
+    elif model_name is None:
+        raise ValueError(
+            f"weights={weights!r} is neither an existing file nor usable as a published tag "
+            "without model_name (e.g. load_weights(model, 'imagenet', 'vgg16'))")
     else:
         path = resolve_file(model_name, weights, file_key)
     kind, contents = read_checkpoint(path)
@@ -335,6 +378,7 @@ def load_weights(model, weights, model_name, weight_map=None, file_key=None):
         layers, origin = torch_layers(contents, model, weight_map)
     else:
         layers, origin = h5_layers(contents, model, weight_map)
-    plan = plan_assignment(model, layers, origin, path, weight_map, classifier_layers(model_name))
+    plan = plan_assignment(model, layers, origin, path, weight_map,
+                           classifier_layers(model_name) if model_name else ())
     assign(plan)
     return model

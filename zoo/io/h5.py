@@ -71,6 +71,8 @@ def _names(value, where):
     """An attribute that must be a 1-D list of names, as strs."""
     if isinstance(value, (bytes, str)):
         return [_text(value)]
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size == 0:
+        return []  # h5py stores an empty name list as an empty float array
     if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "SUO":
         items = list(value)
     elif isinstance(value, (list, tuple)):
