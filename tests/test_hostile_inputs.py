@@ -513,3 +513,96 @@ def test_import_zoo_registers_every_serialisable_class(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert int(r.stdout.split()[-1]) >= 2
     del keras
+
+
+# --------------------------------------------------------------------------
+# 6. folder: datasets.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tfds_dir(tmp_path):
+    return str(tmp_path / "tfds")
+
+
+def _png(path, array, mode=None, palette=None):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    im = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    if palette is not None:
+        im.putpalette(palette)
+    im.save(path)
+
+
+def _folder(root, masks, image_size=(6, 5)):
+    for i, mask in enumerate(masks):
+        _png(str(root / "images" / f"im{i}.png"), np.full(image_size + (3,), 40 * i, "uint8"))
+        if isinstance(mask, tuple):
+            _png(str(root / "masks" / f"im{i}.png"), *mask)
+        else:
+            _png(str(root / "masks" / f"im{i}.png"), mask)
+    return root
+
+
+def _masks(source):
+    return [ex["mask"][..., 0] for ex in source.dataset.as_numpy_iterator()]
+
+
+def test_folder_without_classes_txt(tmp_path, tfds_dir):
+    from zoo import data
+
+    a = np.array([[0, 1], [2, 255]] * 3, "uint8")[:6, :2].repeat(3, 1)[:, :5]
+    root = _folder(tmp_path / "d", [a, np.zeros((6, 5), "uint8")])
+    src = data.load(f"folder:{root}", "train", tfds_dir)
+    assert src.num_classes == 3 and src.class_names == ("class_0", "class_1", "class_2")
+    np.testing.assert_array_equal(_masks(src)[0], a)
+
+
+def test_folder_mask_size_differs_from_image(tmp_path, tfds_dir):
+    from zoo import data
+
+    root = _folder(tmp_path / "d", [np.zeros((6, 5), "uint8"), np.zeros((3, 5), "uint8")])
+    with pytest.raises(ValueError, match=r"masks/im1\.png is 3x5 .* is 6x5"):
+        data.load(f"folder:{root}", "train", tfds_dir)
+
+
+def test_folder_mask_value_beyond_classes_txt(tmp_path, tfds_dir):
+    from zoo import data
+
+    bad = np.zeros((6, 5), "uint8")
+    bad[2, 3] = 7
+    root = _folder(tmp_path / "d", [np.ones((6, 5), "uint8"), bad])
+    (root / "classes.txt").write_text("background\nthing\n")
+    with pytest.raises(ValueError, match=r"mask im1\.png has class id 7 but classes.txt names 2"):
+        data.load(f"folder:{root}", "train", tfds_dir)
+
+
+def test_folder_rgb_masks(tmp_path, tfds_dir):
+    from zoo import data
+
+    grey = np.random.default_rng(0).integers(0, 3, (6, 5)).astype("uint8")
+    # Greyscale saved as RGB (three equal channels): read as that grey.
+    root = _folder(tmp_path / "grey", [np.repeat(grey[..., None], 3, -1)])
+    np.testing.assert_array_equal(_masks(data.load(f"folder:{root}", "train", tfds_dir))[0], grey)
+    # A palette PNG: the indices are the class ids, not the colours.
+    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)
+    root = _folder(tmp_path / "palette", [(grey, "P", palette)])
+    np.testing.assert_array_equal(_masks(data.load(f"folder:{root}", "train", tfds_dir))[0], grey)
+    # A colour mask cannot be read as class ids: refused, naming the file.
+    colour = np.stack([grey * 100, grey * 50, grey], -1).astype("uint8")
+    root = _folder(tmp_path / "colour", [colour])
+    with pytest.raises(ValueError, match=r"colour/masks/im0\.png is a colour \(RGB\) image"):
+        data.load(f"folder:{root}", "train", tfds_dir)
+
+
+def test_folder_cache_notices_changed_files(tmp_path, tfds_dir):
+    from zoo import data
+
+    root = _folder(tmp_path / "d", [np.zeros((6, 5), "uint8")])
+    assert _masks(data.load(f"folder:{root}", "train", tfds_dir))[0].max() == 0
+    _png(str(root / "masks" / "im0.png"), np.full((6, 5), 2, "uint8"))
+    os.utime(root / "masks" / "im0.png", ns=(1, 10**18))  # a different mtime, whatever the clock
+    src = data.load(f"folder:{root}", "train", tfds_dir)
+    assert src.num_classes == 3
+    np.testing.assert_array_equal(_masks(src)[0], np.full((6, 5), 2))
