@@ -155,15 +155,18 @@ def _remember_verified(path, expected):
     st = os.stat(path)
     cache[os.path.realpath(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": expected}
     target = verify_cache_path()
+    tmp = None
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".verified-", dir=os.path.dirname(target))
         with os.fdopen(fd, "w", encoding="utf8") as f:
             json.dump(cache, f, indent=1, sort_keys=True)
+        # Atomic: concurrent builds never read half a cache.
         os.replace(tmp, target)
     except OSError:
         # A read-only cache only costs a re-hash next time.
-        pass
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def is_verified(path, expected):
