@@ -15,9 +15,10 @@ import urllib.request
 import warnings
 from importlib import resources
 
+import keras
 import numpy as np
 
-from zoo.convert import WeightMap, h5_layers, torch_layers
+from zoo.convert import WeightMap, adapt_input_kernel, h5_layers, input_fed_layers, torch_layers
 from zoo.io import h5 as h5_io
 from zoo.io import pth as pth_io
 from zoo.io import safetensors as st_io
@@ -418,8 +419,24 @@ def _matches(name, patterns):
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _adaptable_input_conv(layer, have, want):
+    """An RGB conv kernel for a layer that differs only in its input channels."""
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
+        and len(have) == len(want) and len(have[0]) == 4 and len(want[0]) == 4
+        and have[0][2] == 3 and want[0][2] != 3
+        and have[0][:2] + have[0][3:] == want[0][:2] + want[0][3:]
+        and have[1:] == want[1:]
+    )
+
+
 def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
     """Checks every layer before anything is written.
+
+    A first convolution (fed by the model input) whose file kernel has 3
+    input channels while the model has N is adapted by
+    :func:`zoo.convert.adapt_input_kernel`; every other mismatch is an error.
 
     Returns:
         A list of ``(layer, arrays)`` to assign.
@@ -445,6 +462,7 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
             "keep their initial values; the rest loads."
         )
     plan = []
+    stem = None  # layers fed by the model input, found on first need
     for layer in targets:
         if layer.name in dropped:
             continue
@@ -458,6 +476,12 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
         arrays = layers[layer.name]
         want = [tuple(w.shape) for w in layer.weights]
         have = [tuple(np.shape(a)) for a in arrays]
+        if have != want and _adaptable_input_conv(layer, have, want):
+            if stem is None:
+                stem = input_fed_layers(model)
+            if layer.name in stem:
+                arrays = [adapt_input_kernel(arrays[0], want[0][2])] + list(arrays[1:])
+                have = want
         if have != want:
             src = origin.get(layer.name, layer.name)
             raise CheckpointError(
