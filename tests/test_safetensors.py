@@ -41,7 +41,10 @@ def _x(seed=0):
     return np.random.default_rng(seed).standard_normal((2, H, W, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("config,builder", [("resnet18", zoo.ResNet18), ("resnet50", zoo.ResNet50)])
+@pytest.mark.parametrize("config,builder", [
+    ("resnet18", zoo.ResNet18),
+    pytest.param("resnet50", zoo.ResNet50, marks=pytest.mark.slow),
+])
 def test_torchvision_state_dict_matches_torch_forward(tmp_path, config, builder):
     net = tref.randomize(tref.build(config), seed=3)
     # A suffix that says nothing: the reader goes by content.
@@ -123,6 +126,25 @@ def test_wrong_architecture_safetensors_names_the_layer(tmp_path):
     model = zoo.ResNet18(input_shape=(H, W, 3))
     with pytest.raises(CheckpointError, match="layer1_2"):
         zw.load_weights(model, path, "resnet18")
+
+
+def test_timm_tag_loads_from_a_local_file_with_an_unverified_warning(tmp_path, monkeypatch):
+    net = tref.randomize(tref.build("resnet18"), seed=8)
+    spec = zw.file_spec("resnet18", "a1_in1k", "torch")
+    _state_file(tmp_path, net, name=spec["file"])
+    monkeypatch.setenv(zw.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.warns(UserWarning, match="resnet18.a1_in1k.safetensors.*not verified"):
+        model = zoo.ResNet18(weights="a1_in1k", input_shape=(H, W, 3), classifier_activation=None)
+    x = _x(2)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    _close(model.predict_on_batch(x), want)
+
+
+def test_timm_tag_needs_the_torchvision_layout():
+    with pytest.raises(ValueError, match="stride_in_1x1=False"):
+        zoo.ResNet50(weights="a1_in1k", input_shape=(H, W, 3))
 
 
 # ------------------------------------------------------------------ hf://
