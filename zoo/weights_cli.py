@@ -74,6 +74,7 @@ def cmd_verify(args):
         ValueError: some file does not match (after every file was checked).
     """
     ok, bad, unverified, missing = 0, [], 0, 0
+    digests = {}
     for model_name, tag, key, spec in _records(args.name):
         local = zw.local_copy(spec)
         label = f"{model_name} {tag} {key or '-'}"
@@ -86,13 +87,17 @@ def cmd_verify(args):
             print(f"UNVERIFIED {label}: {local} (upstream publishes no hash)")
             continue
         algo, _, want = expected.partition(":")
-        actual = zw.file_digest(local, algo)
+        # A file shared by several tags (VGG16's for the FCNs) is read once.
+        if (local, algo) not in digests:
+            digests[(local, algo)] = zw.file_digest(local, algo)
+        actual = digests[(local, algo)]
         if actual.startswith(want.lower()):
             ok += 1
             zw._remember_verified(local, expected)
             print(f"OK         {label}: {local}")
         else:
-            bad.append(local)
+            if local not in bad:
+                bad.append(local)
             print(f"MISMATCH   {label}: {local}: expected {expected}, has {algo}:{actual}")
     summary = f"{ok} ok, {len(bad)} mismatched, {unverified} unverified (no hash), {missing} not local"
     print(summary)
