@@ -112,3 +112,16 @@ def test_verify_rehashes_even_cached_files(world, capsys, monkeypatch):
     monkeypatch.setattr(zw, "file_digest", lambda p, a: calls.append(p) or real(p, a))
     rc, out, _ = _run(capsys, "verify", "resnet50")
     assert rc == 0 and calls == [str(cache / "a.pth")]
+
+
+def test_list_on_the_real_manifest_finds_a_local_timm_file(tmp_path, monkeypatch, capsys):
+    spec = zw.file_spec("resnet50", "a1_in1k", "torch")
+    (tmp_path / spec["file"]).write_bytes(b"not checked by list")
+    monkeypatch.setenv(zw.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    rc, out, _ = _run(capsys, "list", "resnet50")
+    assert rc == 0
+    rows = {tuple(l.split()[:3]): l for l in out.splitlines()}
+    assert rows[("resnet50", "a1_in1k", "torch")].endswith(str(tmp_path / spec["file"]))
+    assert rows[("resnet50", "imagenet", "keras_top")].endswith("missing")
+    assert all(r[0] == "resnet50" for r in rows)
