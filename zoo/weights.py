@@ -150,8 +150,13 @@ def _read_verify_cache():
         return {}
 
 
-def _remember_verified(path, expected):
-    """Records that ``path`` (at its current size and mtime) matched ``expected``."""
+def remember_verified(path, expected):
+    """Records that ``path`` (at its current size and mtime) matched ``expected``.
+
+    Args:
+        path: a local file that was just hashed.
+        expected: the manifest hash it matched.
+    """
     cache = _read_verify_cache()
     st = os.stat(path)
     cache[os.path.realpath(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": expected}
@@ -208,7 +213,7 @@ def verify_local(path, expected, how_to_fix=""):
             f"The file is truncated, corrupt or another file under a published name; "
             f"delete it{how_to_fix}."
         )
-    _remember_verified(path, expected)
+    remember_verified(path, expected)
 
 
 # ------------------------------------------------------------ resolution
@@ -266,7 +271,7 @@ def download(url, dest, expected_hash, progress=True):
         if os.path.exists(tmp):
             os.remove(tmp)
     if expected_hash:
-        _remember_verified(dest, expected_hash)
+        remember_verified(dest, expected_hash)
     return dest
 
 

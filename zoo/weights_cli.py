@@ -93,7 +93,7 @@ def cmd_verify(args):
         actual = digests[(local, algo)]
         if actual.startswith(want.lower()):
             ok += 1
-            zw._remember_verified(local, expected)
+            zw.remember_verified(local, expected)
             print(f"OK         {label}: {local}")
         else:
             if local not in bad:
