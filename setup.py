@@ -21,9 +21,14 @@ setup(
         "tensorflow-datasets",
         "h5py",
         "numpy",
+        # Small, pure-data reader with no torch dependency: hub ResNets
+        # (timm) are published only as model.safetensors.
+        "safetensors",
     ],
     extras_require={
         "test": ["pytest", "torch==2.13.0"],
+        # hf://owner/repo[/file] weights.
+        "hf": ["huggingface_hub"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )

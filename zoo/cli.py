@@ -159,6 +159,10 @@ def build_parser():
     s.add_argument("--out", default="heat.png")
     s.set_defaults(func=cmd_heatmap)
 
+    from zoo import weights_cli  # zoo weights list|fetch|verify
+
+    weights_cli.add_parser(sub)
+
     s = sub.add_parser("demo", help="the offline demo on built-in defaults")
     s.add_argument("which", nargs="?", default="segment", choices=("segment", "heatmap"),
                    help="segment: fine-tune on zoo_shapes (default); heatmap: the FC-as-conv check")
