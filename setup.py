@@ -12,7 +12,7 @@ setup(
     # zoo.published, so that an installed zoo finds manifest.json.
     packages=find_packages(include=["zoo", "zoo.*"]) + ["zoo.published"],
     package_dir={"zoo.published": "weights"},
-    package_data={"zoo.published": ["manifest.json", "README.md"]},
+    package_data={"zoo.published": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
     include_package_data=True,
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine!='arm64' and platform_machine!='aarch64'",
