@@ -58,7 +58,9 @@ def label_set_for(model_name, tag=None):
         (or the tag records no labels).
     """
     from zoo import weights as zw
+    from zoo.registry import get_entry
 
+    get_entry(model_name)  # an unknown name fails with the list of valid ones
     tags = zw.available_tags(model_name)
     if tag is None:
         if not tags:
