@@ -23,7 +23,9 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "torch==2.13.0"],
+        # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
+        "export": ["tf2onnx>=1.17", "onnx"],
+        "test": ["pytest", "torch==2.13.0", "onnxruntime", "ai-edge-litert", "tf2onnx>=1.17", "onnx"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )
