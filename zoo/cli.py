@@ -5,6 +5,8 @@
     zoo convert SRC DST --model NAME [--mode M]
     zoo heatmap --model vgg16 --weights PATH IMAGE --out heat.png
     zoo demo [heatmap]
+    zoo predict --model NAME [--weights TAG|PATH] IMAGE... --out DIR   (zoo/apps_cli.py)
+    zoo export --model NAME --format savedmodel|tflite|onnx --out PATH
 """
 
 import argparse
@@ -176,6 +178,9 @@ def build_parser():
 
     if finetune is not None and hasattr(finetune, "add_parser"):
         finetune.add_parser(sub)
+    from zoo import apps_cli
+
+    apps_cli.add_parsers(sub)
     return p
 
 
