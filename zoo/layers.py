@@ -269,11 +269,62 @@ class DilatedConv2D(keras.layers.Conv2D):
             return False
         return self.padding in ("same", "valid")
 
-    def call(self, inputs):
+    # Phase maps up to this many pixels (4x4) use the window matmul: TF's CPU
+    # convolution backward is several times slower than the same FLOPs as a
+    # matmul on such tiny maps (notes/speed.md has the measured ratios).
+    WINDOW_MAX_PHASE_PIXELS = 16
+    # Tests and benchmarks pin one schedule ("conv", "window", "phase") here.
+    force_schedule = None
+
+    def _schedule(self, inputs):
+        """``"conv"`` (Conv2D's own call), ``"window"`` or ``"phase"``."""
         if not self._phase_split_applies():
+            return "conv"
+        if self.force_schedule:
+            return self.force_schedule
+        backend = keras.backend.backend()
+        if backend == "torch":
+            # torch's own dilated convolution backward is as fast as undilated.
+            return "conv"
+        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
+        h, w = (inputs.shape[a] for a in axes)
+        if h is not None and w is not None:
+            dh, dw = self.dilation_rate
+            if -(-h // dh) * -(-w // dw) <= self.WINDOW_MAX_PHASE_PIXELS:
+                return "window"
+        return "phase"
+
+    def call(self, inputs):
+        schedule = self._schedule(inputs)
+        if schedule == "conv":
             return super().call(inputs)
         if self.data_format == "channels_first":
             inputs = ops.transpose(inputs, (0, 2, 3, 1))
+        y = self._window(inputs) if schedule == "window" else self._phases(inputs)
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        if self.data_format == "channels_first":
+            y = ops.transpose(y, (0, 3, 1, 2))
+        return self.activation(y) if self.activation is not None else y
+
+    def _window(self, x):
+        """All kh*kw dilated taps side by side, then one matmul (channels last)."""
+        dh, dw = self.dilation_rate
+        kh, kw = self.kernel_size
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        if self.padding == "same":
+            ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+            x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        else:
+            h, w = h - dh * (kh - 1), w - dw * (kw - 1)
+        # Row-major (i, j, c): the order of the kernel's own reshape.
+        views = [x[:, i * dh : i * dh + h, j * dw : j * dw + w, :] for i in range(kh) for j in range(kw)]
+        patches = ops.concatenate(views, axis=-1)
+        kernel = ops.reshape(self.kernel, (-1, self.filters))
+        return ops.matmul(patches, ops.cast(kernel, patches.dtype))
+
+    def _phases(self, inputs):
+        """The undilated kernel on each dilation phase (channels last)."""
         dh, dw = self.dilation_rate
         kh, kw = self.kernel_size
         shape = ops.shape(inputs)
@@ -292,11 +343,7 @@ class DilatedConv2D(keras.layers.Conv2D):
             out_h, out_w = h - dh * (kh - 1), w - dw * (kw - 1)
         if not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0):
             y = y[:, :out_h, :out_w, :]
-        if self.use_bias:
-            y = y + ops.cast(self.bias, y.dtype)
-        if self.data_format == "channels_first":
-            y = ops.transpose(y, (0, 3, 1, 2))
-        return self.activation(y) if self.activation is not None else y
+        return y
 
 
 def conv2d(filters, kernel_size, strides=1, dilation_rate=1, padding="same", use_bias=True,
