@@ -166,22 +166,45 @@ class CropLike(keras.layers.Layer):
         return {**super().get_config(), "offset": self.offset}
 
 
+def _half_pixel_taps(in_size, out_size, dtype):
+    """Source rows (or columns) and weights of a half-pixel bilinear resize.
+
+    The rule of ``torch.nn.functional.interpolate(..., align_corners=False)``
+    and TensorFlow's ``half_pixel_centers``: output pixel ``i`` samples the
+    input at ``(i + 0.5) * in / out - 0.5``, clamped to the first pixel.
+    Sizes may be symbolic (a retraced ``tf.function``), so everything is
+    ``keras.ops``.
+    """
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    src = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
+    src = ops.maximum(src, 0.0)
+    lo = ops.floor(src)
+    frac = ops.cast(src - lo, dtype)
+    lo = ops.cast(lo, "int32")
+    hi = ops.minimum(lo + 1, ops.cast(in_size, "int32") - 1)
+    return lo, hi, frac
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class ResizeLike(keras.layers.Layer):
     """Bilinear resize of ``x`` to the spatial size of ``ref``.
 
     Half-pixel centres, i.e. PyTorch's ``interpolate(..., align_corners=False)``.
+    Written as two separable gathers rather than ``ops.image.resize``:
+    that op checks ``size[0] <= 0`` in Python, which fails on the symbolic
+    sizes of a retraced tf.function (a second predict() at another input
+    size), and the same arithmetic on every backend keeps them in step.
     """
 
     def call(self, inputs):
         x, ref = inputs
-        size = (ops.shape(ref)[1], ops.shape(ref)[2])
-        # The backend's resize: ``ops.image.resize`` checks ``size[0] <= 0`` in
-        # Python, which fails on the symbolic sizes of a retraced tf.function
-        # (a second predict() at another input size).
-        from keras.src import backend as _backend
-
-        return _backend.image.resize(x, size, interpolation="bilinear", antialias=False)
+        in_shape, out_shape = ops.shape(x), ops.shape(ref)
+        for axis in (1, 2):
+            lo, hi, frac = _half_pixel_taps(in_shape[axis], out_shape[axis], x.dtype)
+            frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+            a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+            x = a + (b - a) * frac
+        return x
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes
