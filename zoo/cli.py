@@ -5,6 +5,8 @@
     zoo convert SRC DST --model NAME [--mode M]
     zoo heatmap --model vgg16 --weights PATH IMAGE --out heat.png
     zoo demo [heatmap]
+    zoo predict --model NAME [--weights TAG|PATH] IMAGE... --out DIR   (zoo/apps_cli.py)
+    zoo export --model NAME --format savedmodel|tflite|onnx --out PATH
 """
 
 import argparse
@@ -159,6 +161,10 @@ def build_parser():
     s.add_argument("--out", default="heat.png")
     s.set_defaults(func=cmd_heatmap)
 
+    from zoo import weights_cli  # zoo weights list|fetch|verify
+
+    weights_cli.add_parser(sub)
+
     s = sub.add_parser("demo", help="the offline demo on built-in defaults")
     s.add_argument("which", nargs="?", default="segment", choices=("segment", "heatmap"),
                    help="segment: fine-tune on zoo_shapes (default); heatmap: the FC-as-conv check")
@@ -172,6 +178,9 @@ def build_parser():
 
     if finetune is not None and hasattr(finetune, "add_parser"):
         finetune.add_parser(sub)
+    from zoo import apps_cli
+
+    apps_cli.add_parsers(sub)
     return p
 
 

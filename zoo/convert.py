@@ -94,6 +94,67 @@ def torch_to_keras_kernel(array, target_shape, layer):
     return array
 
 
+def adapt_input_kernel(kernel, in_channels):
+    """Adapts a pretrained RGB first-conv kernel to ``in_channels`` inputs.
+
+    timm's ``adapt_input_conv`` rule, on a Keras ``(kh, kw, 3, out)`` kernel:
+    one channel sums the RGB kernels (so a grey image gives what the RGB
+    model gives on that image repeated three times); any other count repeats
+    R, G, B cyclically up to ``in_channels`` and scales by ``3 / in_channels``
+    (keeping the expected activation scale when every channel carries a
+    similar signal). Two channels follow the same repeat rule (R, G, x1.5).
+
+    Args:
+        kernel: the file's kernel, ``(kh, kw, 3, out)``.
+        in_channels: the model's input channels.
+
+    Returns:
+        A ``(kh, kw, in_channels, out)`` kernel in the input's dtype.
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"expected a (kh, kw, 3, out) kernel, got {kernel.shape}")
+    work = kernel.astype(np.float32)
+    if in_channels == 1:
+        out = work.sum(axis=2, keepdims=True)
+    else:
+        repeats = -(-in_channels // 3)
+        out = np.tile(work, (1, 1, repeats, 1))[:, :, :in_channels] * np.float32(3.0 / in_channels)
+    return out.astype(kernel.dtype)
+
+
+def input_fed_layers(model):
+    """Names of weighted layers fed by a model input through weightless layers only.
+
+    These are the first convolutions whose kernels :func:`adapt_input_kernel`
+    may adapt; a deeper layer with a wrong channel count stays an error.
+    """
+    inputs = {id(t) for t in model.inputs}
+    names = set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            tensor = layer.input
+        except (AttributeError, ValueError):  # shared or never-called layers
+            continue
+        for _ in range(64):
+            if isinstance(tensor, (list, tuple, dict)):
+                break  # a merge: not the stem
+            if id(tensor) in inputs:
+                names.add(layer.name)
+                break
+            history = getattr(tensor, "_keras_history", None)
+            op = history[0] if history else None
+            if op is None or getattr(op, "weights", None):
+                break
+            try:
+                tensor = op.input
+            except (AttributeError, ValueError):
+                break
+    return names
+
+
 def _torch_order(layer):
     custom = getattr(layer, "torch_param_names", None)
     if custom is not None:
