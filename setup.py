@@ -21,11 +21,17 @@ setup(
         "tensorflow-datasets",
         "h5py",
         "numpy",
+        # Small, pure-data reader with no torch dependency: hub ResNets
+        # (timm) are published only as model.safetensors.
+        "safetensors",
     ],
     extras_require={
+        # hf://owner/repo[/file] weights.
+        "hf": ["huggingface_hub"],
         # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
         "export": ["tf2onnx>=1.17", "onnx"],
-        "test": ["pytest", "torch==2.13.0", "onnxruntime", "ai-edge-litert", "tf2onnx>=1.17", "onnx"],
+        "test": ["pytest", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
+                 "tf2onnx>=1.17", "onnx"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )

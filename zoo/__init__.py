@@ -2,7 +2,10 @@
 and Dilated Residual Networks, with pretrained-weight loading and dense
 outputs for segmentation."""
 
-from zoo import layers  # noqa: F401
+# Every module that registers Keras-serialisable classes is imported here, so
+# that `import zoo` alone lets keras.saving.load_model read any file zoo
+# writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss).
+from zoo import layers, preprocessing, train  # noqa: F401
 from zoo.info import model_info
 from zoo.labels import class_names, decode_predictions
 from zoo.predictor import Predictor
