@@ -23,7 +23,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "torch==2.13.0"],
+        "test": ["pytest", "torch==2.13.0", "jax[cpu]>=0.10"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )
