@@ -4,6 +4,7 @@ against the official README, shapes of every mode, and loading errors."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -243,9 +244,23 @@ def test_manifest_entries():
 # ------------------------------------------------------------ published tags
 
 
+def _as_published(monkeypatch, model_name, tag, path):
+    """Records ``path``'s own hash for the tag: local files are hash-checked,
+    and a random test file cannot match the published one."""
+    import hashlib
+
+    from zoo.weights import file_spec
+
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    monkeypatch.setitem(file_spec(model_name, tag), "hash", "sha256:" + digest)
+    # The verified-files cache then lives in the test's folder, not ~/.keras.
+    monkeypatch.setenv("KERAS_HOME", str(os.path.dirname(path)))
+
+
 def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
     seg = ref.randomize_(ref.RefDRNSeg("drn_d_38", 19), 9)
     save_torch(seg.state_dict(), tmp_path / "drn_d_38_cityscapes.pth")
+    _as_published(monkeypatch, "drn_d_38", "cityscapes", tmp_path / "drn_d_38_cityscapes.pth")
     monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
     x = _images(48, 72, seed=9)
     model = zoo.DRN_D_38(weights="cityscapes", mode="dense")  # classes from the manifest
@@ -255,6 +270,7 @@ def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
 def test_imagenet_tag_reads_a_legacy_file_by_its_published_name(tmp_path, monkeypatch):
     net = ref.randomize_(ref.RefDRN("drn_d_22"), 10)
     save_torch(net.state_dict(), tmp_path / "drn_d_22-4bd2f8ea.pth", legacy=True)
+    _as_published(monkeypatch, "drn_d_22", "imagenet", tmp_path / "drn_d_22-4bd2f8ea.pth")
     monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
     x = _images(40, 48, seed=10)
     model = zoo.DRN_D_22(weights="imagenet", classifier_activation=None)

@@ -341,7 +341,7 @@ def test_corrupt_zip(tmp_path):
     halved = tmp_path / "halved.pth"
     halved.write_bytes(good.read_bytes()[: len(raw) // 2])
 
-    for path, what in [(missing, "missing zip member data/1"), (short, "data/0 has"),
+    for path, what in [(missing, "missing zip member data/1"), (short, "data/0 declares"),
                        (flipped, "cannot read"), (halved, "not a PyTorch checkpoint")]:
         with pytest.raises(CheckpointError) as err:
             read_pth(path)
