@@ -12,7 +12,7 @@ setup(
     # zoo.published, so that an installed zoo finds manifest.json.
     packages=find_packages(include=["zoo", "zoo.*"]) + ["zoo.published"],
     package_dir={"zoo.published": "weights"},
-    package_data={"zoo.published": ["manifest.json", "README.md"]},
+    package_data={"zoo.published": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
     include_package_data=True,
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine!='arm64' and platform_machine!='aarch64'",
@@ -21,9 +21,17 @@ setup(
         "tensorflow-datasets",
         "h5py",
         "numpy",
+        # Small, pure-data reader with no torch dependency: hub ResNets
+        # (timm) are published only as model.safetensors.
+        "safetensors",
     ],
     extras_require={
-        "test": ["pytest", "torch==2.13.0"],
+        # hf://owner/repo[/file] weights.
+        "hf": ["huggingface_hub"],
+        # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
+        "export": ["tf2onnx>=1.17", "onnx"],
+        "test": ["pytest", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
+                 "tf2onnx>=1.17", "onnx"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )

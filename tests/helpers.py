@@ -1,7 +1,77 @@
-"""Test utilities: random weights and checkpoints in the exact upstream formats."""
+"""Test utilities: random weights, checkpoints in the exact upstream formats,
+and the one close-compare every parity test uses.
+
+Tolerances, by comparison kind (``assert_close`` scales ``rtol`` by the
+largest magnitude of the reference, because elementwise relative error is
+meaningless where outputs cross zero):
+
+- ``EXACT``: copied tensors (weights, fixed kernels) -- no error at all.
+- ``BACKEND``: the same Keras graph and weights on another Keras backend
+  (issue 9: <= 1e-5 relative); only float32 summation order differs.
+- ``REFERENCE``: an independent float32 implementation (a PyTorch
+  reference module or keras.applications) of a deep network with random
+  He-scaled weights: summation order differs in every one of 20-150 layers,
+  so an absolute 1e-4 floor (values near zero) plus 1e-5 of the largest
+  reference value.
+- ``SEGMENTATION``: a dense head against torchvision's layout (issue 9:
+  <= 1e-4 relative at 256x320): bilinear upsampling to full size and the
+  ASPP's image pooling add their own rounding, so 1e-4 of the largest value.
+"""
 
 import h5py
 import numpy as np
+
+EXACT = {"rtol": 0.0, "atol": 0.0}
+BACKEND = {"rtol": 1e-5, "atol": 0.0}
+REFERENCE = {"rtol": 1e-5, "atol": 1e-4}
+SEGMENTATION = {"rtol": 1e-4, "atol": 0.0}
+
+
+def assert_close(actual, expected, rtol, atol, what=""):
+    """Asserts ``max|actual - expected| <= atol + rtol * max|expected|``.
+
+    Args:
+        actual: the array under test (anything ``np.asarray`` takes).
+        expected: the reference array, same shape.
+        rtol: tolerance relative to the largest magnitude in ``expected``.
+        atol: absolute tolerance.
+        what: names the comparison in the failure message.
+
+    Returns:
+        The max absolute difference (float), for tests that report it.
+    """
+    a = np.asarray(actual, dtype="float64")
+    b = np.asarray(expected, dtype="float64")
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != reference {b.shape}"
+    assert np.isfinite(a).all(), f"{what}: non-finite values"
+    if a.size == 0:
+        return 0.0
+    scale = float(np.abs(b).max())
+    tol = atol + rtol * scale
+    err = np.abs(a - b)
+    diff = float(err.max())
+    at = np.unravel_index(int(err.argmax()), err.shape)
+    assert diff <= tol, (
+        f"{what}: max abs diff {diff:.3g} at {at} > {tol:.3g} "
+        f"(atol {atol:g} + rtol {rtol:g} x max|ref| {scale:.3g})")
+    return diff
+
+
+def save_torch(state_dict, path, legacy=False):
+    """Writes a ``torch.save`` file, zip (default) or the pre-1.6 legacy format.
+
+    Args:
+        state_dict: what to save (usually ``module.state_dict()``).
+        path: destination file.
+        legacy: write the legacy (non-zip) serialization.
+
+    Returns:
+        ``str(path)``.
+    """
+    import torch
+
+    torch.save(state_dict, path, _use_new_zipfile_serialization=not legacy)
+    return str(path)
 
 
 def randomize(model, seed=0, scale=1.0):

@@ -4,6 +4,7 @@ against the official README, shapes of every mode, and loading errors."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import zoo
 from zoo.io.errors import CheckpointError
 from zoo.models import drn as zdrn
+from tests.helpers import REFERENCE, assert_close, save_torch
 from zoo.weights import load_manifest, load_weights
 
 torch = pytest.importorskip("torch")
@@ -21,12 +23,10 @@ BIG = (256, 320)  # the issue's non-square size
 SMALL = (64, 96)
 
 
-def _close(a, b, atol=1e-4):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
-    diff = float(np.abs(a - b).max())
-    assert diff <= atol, f"max abs diff {diff:.3g} > {atol} (max |ref| {np.abs(b).max():.3g})"
-    return diff
+def _close(a, b, atol=None):
+    # An explicit atol (0 for copied kernels) replaces REFERENCE's tolerance.
+    tol = REFERENCE if atol is None else {"rtol": 0.0, "atol": atol}
+    return assert_close(a, b, **tol, what="DRN vs the torch reference")
 
 
 def _images(h, w, n=1, seed=0):
@@ -40,9 +40,7 @@ def _nchw(x):
 def _save_both(module, tmp_path, stem, prefix=""):
     state = {prefix + k: v for k, v in module.state_dict().items()}
     zip_path, legacy_path = tmp_path / f"{stem}_zip.pth", tmp_path / f"{stem}_legacy.pth"
-    torch.save(state, zip_path)
-    torch.save(state, legacy_path, _use_new_zipfile_serialization=False)
-    return str(zip_path), str(legacy_path)
+    return save_torch(state, zip_path), save_torch(state, legacy_path, legacy=True)
 
 
 def _classify_parity(tmp_path, variant, size, seed=0):
@@ -248,9 +246,23 @@ def test_manifest_entries():
 # ------------------------------------------------------------ published tags
 
 
+def _as_published(monkeypatch, model_name, tag, path):
+    """Records ``path``'s own hash for the tag: local files are hash-checked,
+    and a random test file cannot match the published one."""
+    import hashlib
+
+    from zoo.weights import file_spec
+
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    monkeypatch.setitem(file_spec(model_name, tag), "hash", "sha256:" + digest)
+    # The verified-files cache then lives in the test's folder, not ~/.keras.
+    monkeypatch.setenv("KERAS_HOME", str(os.path.dirname(path)))
+
+
 def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
     seg = ref.randomize_(ref.RefDRNSeg("drn_d_38", 19), 9)
-    torch.save(seg.state_dict(), tmp_path / "drn_d_38_cityscapes.pth")
+    save_torch(seg.state_dict(), tmp_path / "drn_d_38_cityscapes.pth")
+    _as_published(monkeypatch, "drn_d_38", "cityscapes", tmp_path / "drn_d_38_cityscapes.pth")
     monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
     x = _images(48, 72, seed=9)
     model = zoo.DRN_D_38(weights="cityscapes", mode="dense")  # classes from the manifest
@@ -259,7 +271,8 @@ def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
 
 def test_imagenet_tag_reads_a_legacy_file_by_its_published_name(tmp_path, monkeypatch):
     net = ref.randomize_(ref.RefDRN("drn_d_22"), 10)
-    torch.save(net.state_dict(), tmp_path / "drn_d_22-4bd2f8ea.pth", _use_new_zipfile_serialization=False)
+    save_torch(net.state_dict(), tmp_path / "drn_d_22-4bd2f8ea.pth", legacy=True)
+    _as_published(monkeypatch, "drn_d_22", "imagenet", tmp_path / "drn_d_22-4bd2f8ea.pth")
     monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
     x = _images(40, 48, seed=10)
     model = zoo.DRN_D_22(weights="imagenet", classifier_activation=None)

@@ -1,5 +1,6 @@
 """weights/manifest.json: well-formed, and its facts agree with the builders."""
 
+import os
 import re
 
 import pytest
@@ -21,8 +22,20 @@ def test_entries_are_well_formed(model):
         for spec in _files(entry):
             # fyu/drn serves plain http; the recorded hash guards integrity.
             assert re.match(r"https?://", spec["url"]), (model, tag)
-            if "?" not in spec["url"]:  # not a download-service link
+            if "hf" in spec:
+                # Hub files share one name (model.safetensors): the local name is per model.
+                owner, repo, hub_file = spec["hf"][len("hf://"):].split("/", 2)
+                assert spec["url"] == f"https://huggingface.co/{owner}/{repo}/resolve/main/{hub_file}", (model, tag)
+                assert spec["file"] == f"{repo}{os.path.splitext(hub_file)[1]}", (model, tag)
+            elif "?" not in spec["url"]:  # not a download-service link
                 assert spec["url"].rsplit("/", 1)[-1] == spec["file"], (model, tag)
+            for mirror in spec.get("mirrors", []):
+                # The same file under the same hash, somewhere else.
+                assert re.match(r"https?://", mirror) and mirror != spec["url"], (model, tag)
+                if "?" not in mirror:
+                    assert mirror.rsplit("/", 1)[-1] == spec["file"], (model, tag)
+            if spec["file"].endswith(".safetensors"):
+                assert spec["format"] == "safetensors", (model, tag)
             if spec["hash"] is None:
                 # Only where upstream publishes no hash; the entry must say so.
                 assert "no hash" in entry.get("note", "").lower(), (model, tag)
@@ -39,6 +52,28 @@ def test_entries_are_well_formed(model):
                 assert digest[:8] in spec["file"], (model, tag)
             assert spec["format"], (model, tag)
         assert "preprocessing" in entry and "classes" in entry and "classifier" in entry
+
+
+def test_a_file_name_means_one_file():
+    # Local copies are found by name: two records with one name must be one file.
+    seen = {}
+    for model in MANIFEST:
+        for tag, entry in MANIFEST[model].items():
+            for spec in _files(entry):
+                record = (spec["url"], spec["hash"])
+                assert seen.setdefault(spec["file"], record) == record, (model, tag, spec["file"])
+
+
+def test_timm_resnet_tags_are_torchvision_layout_safetensors():
+    tags = [(m, t) for m in MANIFEST for t in MANIFEST[m] if t.endswith("_in1k")]
+    assert ("resnet50", "a1_in1k") in tags and len(tags) >= 5
+    for model, tag in tags:
+        spec = MANIFEST[model][tag]["files"]["torch"]
+        assert spec["layout"] == "torchvision" and spec["format"] == "safetensors"
+        assert spec["hf"] == f"hf://timm/{model}.{tag}/model.safetensors"
+        pre = spec["preprocessing"]
+        assert pre["type"] == "torch" and pre["mean"] == [0.485, 0.456, 0.406] and pre["std"] == [0.229, 0.224, 0.225]
+        assert {"crop_pct", "test_input_size", "test_crop_pct"} <= set(pre)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.helpers import save_torch
 from zoo.io.errors import CheckpointError
 from zoo.io.pth import is_pth, read_pth
 
@@ -67,7 +68,7 @@ def _assert_same(result, sd):
 
 
 def _save(torch, obj, path, fmt):
-    torch.save(obj, path, _use_new_zipfile_serialization=(fmt == "zip"))
+    save_torch(obj, path, legacy=fmt != "zip")
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
@@ -340,7 +341,7 @@ def test_corrupt_zip(tmp_path):
     halved = tmp_path / "halved.pth"
     halved.write_bytes(good.read_bytes()[: len(raw) // 2])
 
-    for path, what in [(missing, "missing zip member data/1"), (short, "data/0 has"),
+    for path, what in [(missing, "missing zip member data/1"), (short, "data/0 declares"),
                        (flipped, "cannot read"), (halved, "not a PyTorch checkpoint")]:
         with pytest.raises(CheckpointError) as err:
             read_pth(path)

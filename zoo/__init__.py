@@ -2,8 +2,13 @@
 and Dilated Residual Networks, with pretrained-weight loading and dense
 outputs for segmentation."""
 
-from zoo import heads, layers  # noqa: F401
+# Every module that registers Keras-serialisable classes is imported here, so
+# that `import zoo` alone lets keras.saving.load_model read any file zoo
+# writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss).
+from zoo import heads, layers, preprocessing, train  # noqa: F401
 from zoo.info import model_info
+from zoo.labels import class_names, decode_predictions
+from zoo.predictor import Predictor
 from zoo.models.drn import (
     DRN_A_18, DRN_A_34, DRN_A_50, DRN_C_26, DRN_C_42, DRN_C_58, DRN_D_22,
     DRN_D_24, DRN_D_38, DRN_D_40, DRN_D_54, DRN_D_56, DRN_D_105, DRN_D_107,
@@ -36,6 +41,7 @@ def custom_objects():
 
 __all__ = [
     "list_models", "create_model", "model_info", "load_weights",
+    "class_names", "decode_predictions", "Predictor",
     "VGG16", "VGG19", "FCN32s", "FCN16s", "FCN8s",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
     "DeepLabV3_ResNet50", "DeepLabV3_ResNet101", "custom_objects",

@@ -5,6 +5,8 @@
     zoo convert SRC DST --model NAME [--mode M]
     zoo heatmap --model vgg16 --weights PATH IMAGE --out heat.png
     zoo demo [heatmap]
+    zoo predict --model NAME [--weights TAG|PATH] IMAGE... --out DIR   (zoo/apps_cli.py)
+    zoo export --model NAME --format savedmodel|tflite|onnx --out PATH
 """
 
 import argparse
@@ -89,8 +91,22 @@ def cmd_convert(args):
     print(f"wrote {dst} ({model.count_params():,} parameters)")
 
 
+def _check_image(path):
+    """Fails early, in one line, on an image path that is missing or not an image."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        raise ValueError(f"{path} is not an image (JPEG, PNG, GIF, BMP or WebP)") from None
+
+
 def cmd_heatmap(args):
     from zoo.heatmap import run_heatmap
+
+    _check_image(args.image)
 
     result = run_heatmap(args.model, args.weights, args.image, args.out)
     print(f"top class {result['class']} (score {result['score']:.3g}); "
@@ -145,6 +161,10 @@ def build_parser():
     s.add_argument("--out", default="heat.png")
     s.set_defaults(func=cmd_heatmap)
 
+    from zoo import weights_cli  # zoo weights list|fetch|verify
+
+    weights_cli.add_parser(sub)
+
     s = sub.add_parser("demo", help="the offline demo on built-in defaults")
     s.add_argument("which", nargs="?", default="segment", choices=("segment", "heatmap"),
                    help="segment: fine-tune on zoo_shapes (default); heatmap: the FC-as-conv check")
@@ -158,6 +178,9 @@ def build_parser():
 
     if finetune is not None and hasattr(finetune, "add_parser"):
         finetune.add_parser(sub)
+    from zoo import apps_cli
+
+    apps_cli.add_parsers(sub)
     return p
 
 
@@ -169,14 +192,40 @@ def _finetune_module():
     return finetune
 
 
+def _user_error(e):
+    """The one-line message for an exception caused by the user's input, else None.
+
+    ValueError (CheckpointError is one), missing or unreadable files, and a
+    builder refusing an option the model does not take are the user's to
+    fix; anything else is a bug and keeps its traceback.
+    """
+    if isinstance(e, (ValueError, OSError)):
+        return str(e) or type(e).__name__
+    if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+        return f"{e} (this model does not take that option)"
+    return None
+
+
 def main(argv=None):
+    """Runs the ``zoo`` command line.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, or 2 for a user error, reported as one line on
+        stderr without a traceback (argparse's own usage errors also exit 2).
+    """
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        result = args.func(args)
+    except Exception as e:  # noqa: BLE001 - user errors become one line, the rest re-raise
+        message = _user_error(e)
+        if message is None:
+            raise
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
         return 2
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ def torch_to_keras_kernel(array, target_shape, layer):
         channels, mult = target_shape[2], target_shape[3] if len(target_shape) == 4 else 1
         return array.reshape(channels, mult, *array.shape[2:]).transpose(2, 3, 0, 1)
     if isinstance(layer, keras.layers.Conv2D) and len(target_shape) == 4:
+        if array.ndim not in (2, 4):
+            return array  # wrong rank: the loader reports it with file and layer
         if array.ndim == 2:
             # Linear (out, in) with `in` flattened in PyTorch's C, H, W order.
             kh, kw, cin, _ = target_shape
@@ -90,6 +92,67 @@ def torch_to_keras_kernel(array, target_shape, layer):
     if isinstance(layer, keras.layers.Dense) and array.ndim == 2:
         return array.T
     return array
+
+
+def adapt_input_kernel(kernel, in_channels):
+    """Adapts a pretrained RGB first-conv kernel to ``in_channels`` inputs.
+
+    timm's ``adapt_input_conv`` rule, on a Keras ``(kh, kw, 3, out)`` kernel:
+    one channel sums the RGB kernels (so a grey image gives what the RGB
+    model gives on that image repeated three times); any other count repeats
+    R, G, B cyclically up to ``in_channels`` and scales by ``3 / in_channels``
+    (keeping the expected activation scale when every channel carries a
+    similar signal). Two channels follow the same repeat rule (R, G, x1.5).
+
+    Args:
+        kernel: the file's kernel, ``(kh, kw, 3, out)``.
+        in_channels: the model's input channels.
+
+    Returns:
+        A ``(kh, kw, in_channels, out)`` kernel in the input's dtype.
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"expected a (kh, kw, 3, out) kernel, got {kernel.shape}")
+    work = kernel.astype(np.float32)
+    if in_channels == 1:
+        out = work.sum(axis=2, keepdims=True)
+    else:
+        repeats = -(-in_channels // 3)
+        out = np.tile(work, (1, 1, repeats, 1))[:, :, :in_channels] * np.float32(3.0 / in_channels)
+    return out.astype(kernel.dtype)
+
+
+def input_fed_layers(model):
+    """Names of weighted layers fed by a model input through weightless layers only.
+
+    These are the first convolutions whose kernels :func:`adapt_input_kernel`
+    may adapt; a deeper layer with a wrong channel count stays an error.
+    """
+    inputs = {id(t) for t in model.inputs}
+    names = set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            tensor = layer.input
+        except (AttributeError, ValueError):  # shared or never-called layers
+            continue
+        for _ in range(64):
+            if isinstance(tensor, (list, tuple, dict)):
+                break  # a merge: not the stem
+            if id(tensor) in inputs:
+                names.add(layer.name)
+                break
+            history = getattr(tensor, "_keras_history", None)
+            op = history[0] if history else None
+            if op is None or getattr(op, "weights", None):
+                break
+            try:
+                tensor = op.input
+            except (AttributeError, ValueError):
+                break
+    return names
 
 
 def _torch_order(layer):
@@ -141,20 +204,28 @@ def torch_layers(state, model, weight_map):
             layers[name] = list(params.values())
             origin[name] = path
             continue
-        if name in weight_map.torch_flatten and isinstance(layer, keras.layers.Dense):
-            h, w, c = weight_map.torch_flatten[name]
-            weight = params["weight"]
-            params = dict(params, weight=weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape))
         order = [p for p in _torch_order(layer) if p in params]
         extra = sorted(set(params) - set(order))
+        raw = [params[p] for p in order + extra]
         if extra:
-            layers[name] = [params[p] for p in order + extra]
+            layers[name] = raw
         else:
-            targets = [tuple(w.shape) for w in layer.weights]
-            layers[name] = [
-                torch_to_keras_kernel(params[p], t, layer)
-                for p, t in zip(order, targets + [()] * len(order))
-            ]
+            try:
+                if name in weight_map.torch_flatten and isinstance(layer, keras.layers.Dense):
+                    h, w, c = weight_map.torch_flatten[name]
+                    weight = params["weight"]
+                    params = dict(params, weight=weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+                                  .reshape(weight.shape))
+                targets = [tuple(w.shape) for w in layer.weights]
+                layers[name] = [
+                    torch_to_keras_kernel(params[p], t, layer)
+                    for p, t in zip(order, targets + [()] * len(order))
+                ]
+            except (ValueError, TypeError, IndexError, KeyError):
+                # A tensor of the wrong rank or size cannot be re-laid: keep
+                # it as stored, so that the loader's shape check names the
+                # file, the layer and both shapes.
+                layers[name] = raw
         origin[name] = path
     return layers, origin
 

@@ -129,12 +129,33 @@ class ZooShapes(_LocalBuilder):
 # -------------------------------------------------------- user folders
 
 
+def _folder_fingerprint(root):
+    """Hash of every file that makes up a folder dataset: path, size, mtime.
+
+    It names the TFDS config, so a folder whose images, masks or
+    ``classes.txt`` change is prepared anew instead of served from a stale
+    cache.
+    """
+    digest = hashlib.sha1(root.encode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            path = os.path.join(dirpath, fname)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            digest.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 class SegmentationFolderConfig(tfds.core.BuilderConfig):
-    """One user folder; the config name is a hash of its absolute path."""
+    """One user folder in one state; the config name hashes its absolute
+    path and every file's path, size and modification time."""
 
     def __init__(self, *, root, **kwargs):
         root = os.path.abspath(root)
-        name = "f" + hashlib.sha1(root.encode()).hexdigest()[:12]
+        name = "f" + _folder_fingerprint(root)
         super().__init__(name=name, description=f"images and masks under {root}", **kwargs)
         self.root = root
 
@@ -143,10 +164,14 @@ class SegmentationFolder(_LocalBuilder):
     """A user's folder of image / mask pairs as a TFDS dataset.
 
     Layout: ``ROOT/images/<stem>.{png,jpg,jpeg}`` with ``ROOT/masks/<stem>.png``,
-    the mask an 8-bit greyscale PNG of class ids (255 = ignore). With
+    the mask an 8-bit greyscale or palette PNG of class ids (255 = ignore),
+    the same size as its image (see :func:`read_mask`). With
     ``ROOT/train/`` and ``ROOT/val/`` (or ``validation/``) sub-folders in that
     layout, each becomes a split; otherwise everything is ``train``. An
-    optional ``ROOT/classes.txt`` names the classes, one a line.
+    optional ``ROOT/classes.txt`` names the classes, one a line; without
+    it the class count is the largest id found plus one. A mask id beyond
+    ``classes.txt`` is an error naming the mask. Any change to the folder's
+    files (path, size or modification time) prepares it anew.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -179,7 +204,62 @@ class SegmentationFolder(_LocalBuilder):
     def _generate_examples(self, folder):
         pairs = folder_pairs(folder)
         for stem, image, mask in pairs:
-            yield stem, {"image": image, "segmentation_mask": mask, "file_name": stem}
+            yield stem, {"image": image, "segmentation_mask": read_mask(mask, image),
+                         "file_name": stem}
+
+
+def read_mask(mask_path, image_path=None):
+    """Reads a mask PNG as class ids, uint8 (H, W, 1), checking it against its image.
+
+    Accepted masks: 8-bit greyscale; palette PNGs (the palette *indices*
+    are the class ids, as in PASCAL VOC); 1-bit; 16-bit greyscale with
+    values up to 255; and RGB(A) whose three channels are equal everywhere
+    (greyscale saved as RGB). A colour RGB mask is refused: its colours
+    cannot be told apart from class ids without a colour table.
+
+    Args:
+        mask_path: the mask file.
+        image_path: its image; when given, sizes must match exactly (a mask
+            is never stretched onto its image).
+
+    Raises:
+        ValueError: naming the file, for any mask that cannot be read as
+            class ids or whose size differs from its image's.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(mask_path) as im:
+            mode = im.mode
+            mask = np.asarray(im)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"mask {mask_path} cannot be read as an image ({e})") from None
+    if mode in ("RGB", "RGBA", "LA"):
+        channels = mask[..., :3] if mode != "LA" else mask[..., :1]
+        if mode != "LA" and not (np.array_equal(channels[..., 0], channels[..., 1])
+                                 and np.array_equal(channels[..., 0], channels[..., 2])):
+            raise ValueError(
+                f"mask {mask_path} is a colour ({mode}) image; masks hold class ids: save it as "
+                "8-bit greyscale or as a palette PNG (indices = class ids)")
+        mask = channels[..., 0]
+    elif mode not in ("L", "P", "1", "I", "I;16", "I;16B", "I;16L"):
+        raise ValueError(f"mask {mask_path} has unsupported image mode {mode!r}")
+    if mask.ndim != 2:
+        raise ValueError(f"mask {mask_path} has shape {mask.shape}, expected (H, W)")
+    if mask.size and mask.max() > 255:
+        raise ValueError(f"mask {mask_path} has values up to {mask.max()}; class ids must be 0..254 (255 = ignore)")
+    mask = mask.astype("uint8")
+    if image_path is not None:
+        try:
+            with Image.open(image_path) as im:
+                width, height = im.size
+        except (OSError, ValueError) as e:
+            raise ValueError(f"image {image_path} cannot be read ({e})") from None
+        if (height, width) != mask.shape:
+            raise ValueError(
+                f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} "
+                f"is {height}x{width}; masks are not resized, they must match their image")
+    return mask[..., None]
 
 
 def folder_pairs(folder):
@@ -306,14 +386,25 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
     """
     if name.startswith("folder:"):
         root = name[len("folder:"):]
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"dataset folder not found: {root}")
         builder = SegmentationFolder(config=SegmentationFolderConfig(root=root), data_dir=data_dir)
-        _prepare(builder, True)
+        _prepare_folder(builder)
         names = _folder_class_names(root)
         if split == "validation" and "validation" not in builder.info.splits:
             split = "train"
-        ds = builder.as_dataset(split=split, shuffle_files=shuffle_files)
-        ds = ds.map(_to_example("image", "segmentation_mask", None))
-        num = len(names) if names else _max_label(ds) + 1
+        raw = builder.as_dataset(split=split, shuffle_files=False)
+        # Checked before any training: a class id beyond classes.txt would
+        # otherwise surface as a raw TF error at the first step.
+        top, where = _max_label(raw)
+        if names is not None and top >= len(names):
+            raise ValueError(
+                f"{root}: mask {where}.png has class id {top} but classes.txt names {len(names)} "
+                f"classes (ids 0..{len(names) - 1}; 255 = ignore)")
+        if shuffle_files:
+            raw = builder.as_dataset(split=split, shuffle_files=True)
+        ds = raw.map(_to_example("image", "segmentation_mask", None))
+        num = len(names) if names else top + 1
         return Source(ds, num, names or tuple(f"class_{i}" for i in range(num)))
     if name not in TFDS_SOURCES:
         raise ValueError(
@@ -337,10 +428,31 @@ def _folder_class_names(root):
 
 
 def _max_label(ds):
-    top = 0
-    for ex in ds.map(lambda e: tf.reduce_max(tf.where(e["mask"] == IGNORE_LABEL, 0, e["mask"]))):
-        top = max(top, int(ex))
-    return top
+    """The largest class id (ignoring 255) over a folder split, and the
+    stem of the first example holding it."""
+    def example_max(e):
+        mask = e["segmentation_mask"]
+        return e["file_name"], tf.reduce_max(tf.where(mask == IGNORE_LABEL, tf.zeros_like(mask), mask))
+
+    top, where = 0, None
+    for name, value in ds.map(example_max).as_numpy_iterator():
+        if where is None or int(value) > top:
+            top, where = int(value), name.decode("utf8")
+    return top, where
+
+
+def _prepare_folder(builder):
+    """Prepares a folder dataset, surfacing our own errors (naming the file)
+    rather than TFDS's wrappers around them."""
+    try:
+        _prepare(builder, True)
+    except Exception as e:  # noqa: BLE001 - re-raised unless it wraps ours
+        cause = e
+        while cause is not None and not isinstance(cause, (ValueError, FileNotFoundError)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None or cause is e:
+            raise
+        raise cause from None
 
 
 # --------------------------------------------------------- pipelines

@@ -180,22 +180,58 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4):
     return path
 
 
-class _StateWriter:
-    """Keras callback writing ``state.json`` after the epoch's checkpoints."""
+def _replace_atomically(path, write):
+    """Writes ``path`` through a temporary file in the same folder, then renames.
 
-    def __new__(cls, path, meta):
+    ``write(tmp)`` writes the temporary file; its name keeps ``path``'s
+    suffix (Keras picks the format from it). A process killed meanwhile
+    leaves the previous ``path`` intact and at most a stray temporary file.
+    """
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _remove_stale_temporaries(out):
+    for name in os.listdir(out):
+        if name.startswith(".tmp-"):
+            os.remove(os.path.join(out, name))
+
+
+class _CheckpointWriter:
+    """Keras callback writing, after each epoch and in this order,
+    ``checkpoint.keras``, ``checkpoint.weights.h5`` and ``state.json``.
+
+    Each file is written atomically (a temporary file, then ``os.replace``),
+    and ``state.json`` goes last, so whatever moment the process is killed
+    at, ``state.json`` never names an epoch whose checkpoint is not complete
+    on disk (Keras's own ModelCheckpoint writes in place).
+    """
+
+    def __new__(cls, out, meta):
         import keras
 
-        class StateWriter(keras.callbacks.Callback):
+        class CheckpointWriter(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
+                _replace_atomically(os.path.join(out, CHECKPOINT), self.model.save)
+                _replace_atomically(os.path.join(out, WEIGHTS), self.model.save_weights)
                 state = {**meta, "epoch": epoch + 1,
                          "logs": {k: float(v) for k, v in (logs or {}).items()}}
-                tmp = path + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(state, f, indent=2)
-                os.replace(tmp, path)
 
-        return StateWriter()
+                def write_state(tmp):
+                    with open(tmp, "w") as f:
+                        json.dump(state, f, indent=2)
+                        f.flush()
+                        os.fsync(f.fileno())
+
+                _replace_atomically(os.path.join(out, STATE), write_state)
+
+        return CheckpointWriter()
 
 
 # -------------------------------------------------------------- training
@@ -242,6 +278,7 @@ def run(args, strategy=None, before=False):
     meta = {"model": args.model, "weights": args.weights, "data": args.data, "size": size,
             "classes": num_classes, "class_names": list(source.class_names)}
     scope = strategy.scope() if strategy is not None else train._null_scope()
+    _remove_stale_temporaries(args.out)
     if args.resume and os.path.isfile(ckpt) and os.path.isfile(state_path):
         with open(state_path) as f:
             state = json.load(f)
@@ -269,9 +306,7 @@ def run(args, strategy=None, before=False):
         _, result["miou_before"] = evaluate(model, val_ds, num_classes)
         print(f"mIoU before fine-tuning: {result['miou_before']:.3f}")
     callbacks = [
-        keras.callbacks.ModelCheckpoint(ckpt),
-        keras.callbacks.ModelCheckpoint(os.path.join(args.out, WEIGHTS), save_weights_only=True),
-        _StateWriter(state_path, meta),
+        _CheckpointWriter(args.out, meta),
         keras.callbacks.CSVLogger(os.path.join(args.out, LOG), append=initial_epoch > 0),
     ]
     history = model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch,
@@ -288,7 +323,7 @@ def run(args, strategy=None, before=False):
 def finetune_main(args):
     """``zoo finetune``."""
     if not args.model:
-        raise SystemExit("zoo finetune: --model is required (see `zoo list`)")
+        raise ValueError("zoo finetune: --model is required (see `zoo list`)")
     _fill_defaults(args, epochs=10, batch_size=8, size=256)
     result = run(args)
     print_iou(result["per_class"], result["class_names"], "validation IoU per class")

@@ -166,22 +166,45 @@ class CropLike(keras.layers.Layer):
         return {**super().get_config(), "offset": self.offset}
 
 
+def _half_pixel_taps(in_size, out_size, dtype):
+    """Source rows (or columns) and weights of a half-pixel bilinear resize.
+
+    The rule of ``torch.nn.functional.interpolate(..., align_corners=False)``
+    and TensorFlow's ``half_pixel_centers``: output pixel ``i`` samples the
+    input at ``(i + 0.5) * in / out - 0.5``, clamped to the first pixel.
+    Sizes may be symbolic (a retraced ``tf.function``), so everything is
+    ``keras.ops``.
+    """
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    src = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
+    src = ops.maximum(src, 0.0)
+    lo = ops.floor(src)
+    frac = ops.cast(src - lo, dtype)
+    lo = ops.cast(lo, "int32")
+    hi = ops.minimum(lo + 1, ops.cast(in_size, "int32") - 1)
+    return lo, hi, frac
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class ResizeLike(keras.layers.Layer):
     """Bilinear resize of ``x`` to the spatial size of ``ref``.
 
     Half-pixel centres, i.e. PyTorch's ``interpolate(..., align_corners=False)``.
+    Written as two separable gathers rather than ``ops.image.resize``:
+    that op checks ``size[0] <= 0`` in Python, which fails on the symbolic
+    sizes of a retraced tf.function (a second predict() at another input
+    size), and the same arithmetic on every backend keeps them in step.
     """
 
     def call(self, inputs):
         x, ref = inputs
-        size = (ops.shape(ref)[1], ops.shape(ref)[2])
-        # The backend's resize: ``ops.image.resize`` checks ``size[0] <= 0`` in
-        # Python, which fails on the symbolic sizes of a retraced tf.function
-        # (a second predict() at another input size).
-        from keras.src import backend as _backend
-
-        return _backend.image.resize(x, size, interpolation="bilinear", antialias=False)
+        in_shape, out_shape = ops.shape(x), ops.shape(ref)
+        for axis in (1, 2):
+            lo, hi, frac = _half_pixel_taps(in_shape[axis], out_shape[axis], x.dtype)
+            frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+            a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+            x = a + (b - a) * frac
+        return x
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes
@@ -291,10 +314,146 @@ class FitLike(keras.layers.Layer):
         return {**super().get_config(), "offset": self.offset}
 
 
+def _split_phases(x, dh, dw):
+    """(N, H, W, C) with H % dh == W % dw == 0 -> (N*dh*dw, H/dh, W/dw, C).
+
+    Phase (p, q) holds rows ``p::dh`` and columns ``q::dw``. Plain reshapes and
+    one transpose, so every backend differentiates it as cheap data movement.
+    """
+    shape = ops.shape(x)
+    n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    x = ops.reshape(x, (n, h // dh, dh, w // dw, dw, c))
+    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
+    return ops.reshape(x, (n * dh * dw, h // dh, w // dw, c))
+
+
+def _merge_phases(y, n, dh, dw):
+    """Inverse of :func:`_split_phases`."""
+    shape = ops.shape(y)
+    h, w, c = shape[1], shape[2], shape[3]
+    y = ops.reshape(y, (n, dh, dw, h, w, c))
+    y = ops.transpose(y, (0, 3, 1, 4, 2, 5))
+    return ops.reshape(y, (n, h * dh, w * dw, c))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DilatedConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` with dilation computed as an undilated conv.
+
+    A stride-1 convolution dilated by ``d`` only ever mixes pixels whose
+    coordinates agree modulo ``d``. Splitting the map into its ``d*d`` phases
+    (space-to-batch with plain reshapes), running the *undilated* kernel on
+    each phase and interleaving the results is exactly the dilated
+    convolution. It matters for training: on CPU, TensorFlow's backprop
+    kernels do not support dilation and fall back to a path several times
+    slower than the undilated convolution of the same size
+    (tensorflow/tensorflow#28264, #54279), which made dilated models (DRN,
+    ResNet at output stride 8/16, ASPP) train up to 8x slower than PyTorch.
+
+    Weights (``kernel`` ``(kh, kw, cin, cout)``, ``bias``), names, config and
+    results are Conv2D's; only the schedule differs. Cases the trick does
+    not cover (strides > 1, even kernels with "same" padding, groups, no
+    dilation) run Conv2D's own call.
+
+    The map is zero-padded at the bottom/right to a multiple of the dilation:
+    those zeros are exactly the zeros "same" padding would read, and outputs
+    that depend on them are cropped away for "valid".
+    """
+
+    def _phase_split_applies(self):
+        dh, dw = self.dilation_rate
+        kh, kw = self.kernel_size
+        if (dh, dw) == (1, 1) or tuple(self.strides) != (1, 1) or self.groups != 1:
+            return False
+        if self.padding == "same" and (kh % 2 == 0 or kw % 2 == 0):
+            return False
+        return self.padding in ("same", "valid")
+
+    # Phase maps up to this many pixels (4x4) use the window matmul: TF's CPU
+    # convolution backward is several times slower than the same FLOPs as a
+    # matmul on such tiny maps (notes/speed.md has the measured ratios).
+    WINDOW_MAX_PHASE_PIXELS = 16
+    # Tests and benchmarks pin one schedule ("conv", "window", "phase") here.
+    force_schedule = None
+
+    def _schedule(self, inputs):
+        """``"conv"`` (Conv2D's own call), ``"window"`` or ``"phase"``."""
+        if not self._phase_split_applies():
+            return "conv"
+        if self.force_schedule:
+            return self.force_schedule
+        backend = keras.backend.backend()
+        if backend == "torch":
+            # torch's own dilated convolution backward is as fast as undilated.
+            return "conv"
+        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
+        h, w = (inputs.shape[a] for a in axes)
+        if h is not None and w is not None:
+            dh, dw = self.dilation_rate
+            if -(-h // dh) * -(-w // dw) <= self.WINDOW_MAX_PHASE_PIXELS:
+                return "window"
+        return "phase"
+
+    def call(self, inputs):
+        schedule = self._schedule(inputs)
+        if schedule == "conv":
+            return super().call(inputs)
+        if self.data_format == "channels_first":
+            inputs = ops.transpose(inputs, (0, 2, 3, 1))
+        y = self._window(inputs) if schedule == "window" else self._phases(inputs)
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        if self.data_format == "channels_first":
+            y = ops.transpose(y, (0, 3, 1, 2))
+        return self.activation(y) if self.activation is not None else y
+
+    def _window(self, x):
+        """All kh*kw dilated taps side by side, then one matmul (channels last)."""
+        dh, dw = self.dilation_rate
+        kh, kw = self.kernel_size
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        if self.padding == "same":
+            ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+            x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        else:
+            h, w = h - dh * (kh - 1), w - dw * (kw - 1)
+        # Row-major (i, j, c): the order of the kernel's own reshape.
+        views = [x[:, i * dh : i * dh + h, j * dw : j * dw + w, :] for i in range(kh) for j in range(kw)]
+        patches = ops.concatenate(views, axis=-1)
+        kernel = ops.reshape(self.kernel, (-1, self.filters))
+        return ops.matmul(patches, ops.cast(kernel, patches.dtype))
+
+    def _phases(self, inputs):
+        """The undilated kernel on each dilation phase (channels last)."""
+        dh, dw = self.dilation_rate
+        kh, kw = self.kernel_size
+        shape = ops.shape(inputs)
+        n, h, w = shape[0], shape[1], shape[2]
+        pad_h, pad_w = (-h) % dh, (-w) % dw
+        x = inputs
+        if not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0):
+            x = ops.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+        x = _split_phases(x, dh, dw)
+        y = ops.conv(x, ops.cast(self.kernel, x.dtype), strides=1, padding=self.padding,
+                     data_format="channels_last")
+        y = _merge_phases(y, n, dh, dw)
+        if self.padding == "same":
+            out_h, out_w = h, w
+        else:
+            out_h, out_w = h - dh * (kh - 1), w - dw * (kw - 1)
+        if not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0):
+            y = y[:, :out_h, :out_w, :]
+        return y
+
+
 def conv2d(filters, kernel_size, strides=1, dilation_rate=1, padding="same", use_bias=True,
            name=None, **kwargs):
     """The convolution every block and head builds (the single place that picks
     the implementation of a dilated convolution).
+
+    Dilated convolutions get :class:`DilatedConv2D` (the same layer computed
+    by phase splitting, several times faster to train on CPU); the others
+    stay ``keras.layers.Conv2D``.
 
     Args:
         filters: output channels.
@@ -309,8 +468,10 @@ def conv2d(filters, kernel_size, strides=1, dilation_rate=1, padding="same", use
     Returns:
         A Conv2D-compatible layer (same weights, same names, same math).
     """
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
-                               padding=padding, use_bias=use_bias, name=name, **kwargs)
+    dil = (dilation_rate, dilation_rate) if isinstance(dilation_rate, int) else tuple(dilation_rate)
+    cls = DilatedConv2D if dil != (1, 1) else keras.layers.Conv2D
+    return cls(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
+               padding=padding, use_bias=use_bias, name=name, **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -98,15 +98,18 @@ class Preprocess(keras.layers.Layer):
         check_spec(self.spec)
 
     def call(self, x):
-        x = ops.cast(x, self.compute_dtype)
+        # uint8 (or any int) pixels are cast here, inside the graph, so that an
+        # exported model can be fed decoded images without a float copy.
+        dtype = self.compute_dtype
+        x = ops.cast(x, dtype)
         kind = self.spec.get("type", "torch")
         if kind == "caffe":
             if self.spec.get("channels", "BGR") == "BGR":
                 x = ops.flip(x, axis=-1)
-            return x - ops.convert_to_tensor(self.spec["mean"], x.dtype)
+            return x - ops.convert_to_tensor(self.spec["mean"], dtype)
         if kind == "torch":
-            mean = ops.convert_to_tensor(self.spec["mean"], x.dtype)
-            std = ops.convert_to_tensor(self.spec["std"], x.dtype)
+            mean = ops.convert_to_tensor(self.spec["mean"], dtype)
+            std = ops.convert_to_tensor(self.spec["std"], dtype)
             return (x / 255.0 - mean) / std
         return x / 127.5 - 1.0
 
@@ -118,10 +121,28 @@ class Preprocess(keras.layers.Layer):
 
 
 def check_spec(spec):
-    """Raises a ValueError for a preprocessing record of unknown type."""
+    """Checks a preprocessing record.
+
+    Args:
+        spec: a manifest ``preprocessing`` record.
+
+    Returns:
+        ``spec`` unchanged.
+
+    Raises:
+        ValueError: unknown type, or a caffe/torch record without 3-value
+            ``mean`` (and ``std``).
+    """
     kind = spec.get("type", "torch")
     if kind not in ("caffe", "torch", "tf"):
         raise ValueError(f"unknown preprocessing type {kind!r}; valid choices: caffe, torch, tf")
+    needed = {"caffe": ("mean",), "torch": ("mean", "std"), "tf": ()}[kind]
+    for key in needed:
+        value = spec.get(key)
+        if value is None or len(value) != 3:
+            raise ValueError(f"{kind} preprocessing needs a 3-value {key!r} (per RGB/BGR channel); got {value!r}")
+    if kind == "caffe" and spec.get("channels", "BGR") not in ("BGR", "RGB"):
+        raise ValueError(f"caffe preprocessing channels must be 'BGR' or 'RGB'; got {spec['channels']!r}")
     return spec
 
 

@@ -15,14 +15,20 @@ import urllib.request
 import warnings
 from importlib import resources
 
+import keras
 import numpy as np
 
-from zoo.convert import WeightMap, h5_layers, torch_layers
+from zoo.convert import WeightMap, adapt_input_kernel, h5_layers, input_fed_layers, torch_layers
 from zoo.io import h5 as h5_io
 from zoo.io import pth as pth_io
+from zoo.io import safetensors as st_io
 from zoo.io.errors import CheckpointError
 
 ENV_DIR = "KERAS_ZOO_WEIGHTS"
+HF_PREFIX = "hf://"
+HF_DEFAULT_FILE = "model.safetensors"
+# Suffixes that make a weights string a path even before the file exists.
+PATH_SUFFIXES = (".h5", ".pth", ".pt", ".keras", ".safetensors")
 
 
 def package_weights_dir():
@@ -97,6 +103,23 @@ def file_spec(model_name, tag, file_key=None):
 # ---------------------------------------------------------------- hashes
 
 
+def file_digest(path, algo):
+    """Hex digest of a whole file, read in 1 MiB chunks.
+
+    Args:
+        path: the file.
+        algo: a :mod:`hashlib` name (``"md5"``, ``"sha256"``, ...).
+
+    Returns:
+        The lowercase hex digest.
+    """
+    digest = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def check_hash(path, expected):
     """Checks ``path`` against ``"md5:<hex>"`` or ``"sha256:<hex or prefix>"``.
 
@@ -110,11 +133,87 @@ def check_hash(path, expected):
         warnings.warn(f"{path}: upstream publishes no hash for this file; it is not verified")
         return True
     algo, _, want = expected.partition(":")
-    digest = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest().startswith(want.lower())
+    return file_digest(path, algo).startswith(want.lower())
+
+
+def verify_cache_path():
+    """The JSON file remembering which local files already matched their hash."""
+    return os.path.join(search_dirs()[-1], ".keras_zoo_verified.json")
+
+
+def _read_verify_cache():
+    try:
+        with open(verify_cache_path(), encoding="utf8") as f:
+            cache = json.load(f)
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remember_verified(path, expected):
+    """Records that ``path`` (at its current size and mtime) matched ``expected``.
+
+    Args:
+        path: a local file that was just hashed.
+        expected: the manifest hash it matched.
+    """
+    cache = _read_verify_cache()
+    st = os.stat(path)
+    cache[os.path.realpath(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": expected}
+    target = verify_cache_path()
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".verified-", dir=os.path.dirname(target))
+        with os.fdopen(fd, "w", encoding="utf8") as f:
+            json.dump(cache, f, indent=1, sort_keys=True)
+        # Atomic: concurrent builds never read half a cache.
+        os.replace(tmp, target)
+    except OSError:
+        # A read-only cache only costs a re-hash next time.
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def is_verified(path, expected):
+    """True when the cache says ``path`` matched ``expected`` at its current size and mtime."""
+    record = _read_verify_cache().get(os.path.realpath(path))
+    if not record or record.get("hash") != expected:
+        return False
+    st = os.stat(path)
+    return record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
+
+
+def verify_local(path, expected, how_to_fix=""):
+    """Checks a local file against its manifest hash, once per size and mtime.
+
+    Hashing a 500 MB file on every build is too slow, so a match is cached
+    (:func:`verify_cache_path`) keyed by path, size and mtime; rewriting or
+    touching the file makes it hash again.
+
+    Args:
+        path: the local file.
+        expected: ``"algo:hex"`` or None (unverified entries: a warning).
+        how_to_fix: what the error should tell the user to do.
+
+    Raises:
+        CheckpointError: the file does not match; names it, both hashes and
+            what to do.
+    """
+    if not expected:
+        check_hash(path, expected)  # warns
+        return
+    if is_verified(path, expected):
+        return
+    algo, _, want = expected.partition(":")
+    actual = file_digest(path, algo)
+    if not actual.startswith(want.lower()):
+        raise CheckpointError(
+            f"{path}: hash mismatch: expected {expected}, the file has {algo}:{actual}. "
+            f"The file is truncated, corrupt or another file under a published name; "
+            f"delete it{how_to_fix}."
+        )
+    remember_verified(path, expected)
 
 
 # ------------------------------------------------------------ resolution
@@ -147,7 +246,7 @@ def _progress_hook():
     return hook
 
 
-def download(url, dest, expected_hash):
+def download(url, dest, expected_hash, progress=True):
     """Downloads ``url`` to ``dest``: a temporary file, hash-checked, then
     atomically renamed, so ``dest`` never holds a partial or bad file.
 
@@ -160,8 +259,10 @@ def download(url, dest, expected_hash):
     fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
     os.close(fd)
     try:
-        urllib.request.urlretrieve(url, tmp, reporthook=_progress_hook())
-        if not check_hash(tmp, expected_hash):
+        urllib.request.urlretrieve(url, tmp, reporthook=_progress_hook() if progress else None)
+        if not expected_hash:
+            warnings.warn(f"{dest} (from {url}): upstream publishes no hash for this file; it is not verified")
+        elif not check_hash(tmp, expected_hash):
             raise CheckpointError(
                 f"hash mismatch for {url}: expected {expected_hash}; the file was discarded"
             )
@@ -169,14 +270,59 @@ def download(url, dest, expected_hash):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    if expected_hash:
+        remember_verified(dest, expected_hash)
     return dest
+
+
+def file_urls(spec):
+    """The primary URL of a manifest file record, then its mirrors."""
+    return [spec["url"]] + [u for u in spec.get("mirrors", []) if u and u != spec["url"]]
+
+
+def fetch(spec, dest, progress=True):
+    """Downloads a manifest file record to ``dest``: the primary URL, then
+    each mirror, every one hash-checked against the record's one hash.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        CheckpointError: no source gave a good file and at least one gave a
+            bad one (nothing is left under ``dest``).
+        OSError: every source failed to download; the message lists them.
+    """
+    failures, bad = [], False
+    for url in file_urls(spec):
+        try:
+            return download(url, dest, spec.get("hash"), progress=progress)
+        except CheckpointError as e:
+            bad = True
+            failures.append(f"{url}: {e}")
+        except (OSError, ValueError) as e:  # URLError is an OSError; a bad URL a ValueError
+            failures.append(f"{url}: {e}")
+    detail = "; ".join(failures)
+    if bad:
+        raise CheckpointError(f"hash mismatch: no source of {spec['file']} gave a good file ({detail})")
+    raise OSError(detail)
+
+
+def local_copy(spec):
+    """The first local copy of a manifest file record, or None."""
+    for d in search_dirs():
+        candidate = os.path.join(d, spec["file"])
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def resolve_file(model_name, tag, file_key=None):
     """Finds the file for a published tag, downloading it if needed.
 
     Order: ``$KERAS_ZOO_WEIGHTS``, the package's ``weights/`` folder, the Keras
-    cache (``~/.keras/models``), then a download into that cache.
+    cache (``~/.keras/models``), then a download into that cache from the
+    manifest URL and then each of its ``mirrors``. A local file is checked
+    against the manifest hash on first use (see :func:`verify_local`).
 
     Returns:
         A local path.
@@ -184,22 +330,67 @@ def resolve_file(model_name, tag, file_key=None):
     Raises:
         FileNotFoundError: offline and no local copy; the message says which
             file to put where, with its URL and hash.
+        CheckpointError: a local file or every download has the wrong hash.
     """
     spec = file_spec(model_name, tag, file_key)
     fname = spec["file"]
     dirs = search_dirs()
-    for d in dirs:
-        candidate = os.path.join(d, fname)
-        if os.path.isfile(candidate):
-            return candidate
+    found = local_copy(spec)
+    if found is not None:
+        verify_local(found, spec.get("hash"), f" and run `zoo weights fetch {model_name} {tag}`, "
+                     f"or put a good copy from {spec['url']} there")
+        return found
     dest = os.path.join(dirs[-1], fname)
     try:
-        return download(spec["url"], dest, spec.get("hash"))
+        return fetch(spec, dest)
     except OSError as e:
         raise FileNotFoundError(
             f"weights {model_name}/{tag} not found and could not be downloaded ({e}).\n"
-            f"Put the file {fname!r} (hash {spec.get('hash')}) from\n  {spec['url']}\n"
-            f"into one of: {', '.join(dirs)} (or set ${ENV_DIR})."
+            f"Put the file {fname!r} (hash {spec.get('hash')}) from\n  "
+            + "\n  ".join(file_urls(spec))
+            + f"\ninto one of: {', '.join(dirs)} (or set ${ENV_DIR})."
+        ) from None
+
+
+def parse_hf(uri):
+    """``hf://owner/repo[/path/to/file]`` -> ``(repo_id, filename)``.
+
+    The file defaults to ``model.safetensors``, the name timm and
+    transformers publish weights under.
+    """
+    parts = uri[len(HF_PREFIX):].strip("/").split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ValueError(f"{uri!r}: expected hf://owner/repo or hf://owner/repo/file")
+    return "/".join(parts[:2]), "/".join(parts[2:]) or HF_DEFAULT_FILE
+
+
+def resolve_hf(uri):
+    """Downloads (or finds in the hub cache) the file an ``hf://`` URI names.
+
+    Returns:
+        A local path (in huggingface_hub's cache).
+
+    Raises:
+        FileNotFoundError: huggingface_hub is missing, or the file is neither
+            cached nor downloadable; the message says what to install or
+            where to get the file.
+    """
+    repo_id, filename = parse_hf(uri)
+    url = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+    manual = f"or download {url} yourself and pass its local path as weights="
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise FileNotFoundError(
+            f"{uri} needs the huggingface_hub package: pip install 'keras-zoo[hf]' "
+            f"(or pip install huggingface_hub), {manual}"
+        ) from None
+    try:
+        return huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename)
+    except Exception as e:  # offline, unknown repo or file, gated repo
+        raise FileNotFoundError(
+            f"{uri}: could not get {filename} from the hub repo {repo_id} ({type(e).__name__}: {e}); "
+            f"when offline, a copy already in the hub cache is used with HF_HUB_OFFLINE=1; {manual}"
         ) from None
 
 
@@ -211,17 +402,32 @@ def read_checkpoint(path):
 
     Returns:
         ``(kind, contents)``: ``("h5", {layer: [arrays]})`` or
-        ``("torch", {key: array})``.
+        ``("torch", {key: array})`` (``.pth`` and ``.safetensors``). ``path``
+        may also be an ``hf://`` URI.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: anything else wrong with the file; the message names it.
     """
+    if isinstance(path, str) and path.startswith(HF_PREFIX):
+        path = resolve_hf(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path}")
-    if h5_io.is_hdf5(path) or h5_io.is_keras_archive(path):
-        return "h5", h5_io.read_h5(path)
-    if pth_io.is_pth(path):
-        return "torch", pth_io.read_pth(path)
+    try:
+        if h5_io.is_hdf5(path) or h5_io.is_keras_archive(path):
+            return "h5", h5_io.read_h5(path)
+        if pth_io.is_pth(path):
+            return "torch", pth_io.read_pth(path)
+        if st_io.is_safetensors(path):
+            # Hub state_dicts (timm, torchvision ports) use torch names and layouts.
+            return "torch", st_io.read_safetensors(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a reader's own bug or an unforeseen corruption
+        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from e
     raise CheckpointError(
         f"{path}: unrecognised weights file (expected Keras .weights.h5, "
-        "keras.applications .h5, .keras, or PyTorch .pth)"
+        "keras.applications .h5, .keras, PyTorch .pth or .safetensors)"
     )
 
 
@@ -229,8 +435,24 @@ def _matches(name, patterns):
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _adaptable_input_conv(layer, have, want):
+    """An RGB conv kernel for a layer that differs only in its input channels."""
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
+        and len(have) == len(want) and len(have[0]) == 4 and len(want[0]) == 4
+        and have[0][2] == 3 and want[0][2] != 3
+        and have[0][:2] + have[0][3:] == want[0][:2] + want[0][3:]
+        and have[1:] == want[1:]
+    )
+
+
 def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
     """Checks every layer before anything is written.
+
+    A first convolution (fed by the model input) whose file kernel has 3
+    input channels while the model has N is adapted by
+    :func:`zoo.convert.adapt_input_kernel`; every other mismatch is an error.
 
     Returns:
         A list of ``(layer, arrays)`` to assign.
@@ -256,6 +478,7 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
             "keep their initial values; the rest loads."
         )
     plan = []
+    stem = None  # layers fed by the model input, found on first need
     for layer in targets:
         if layer.name in dropped:
             continue
@@ -269,6 +492,12 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
         arrays = layers[layer.name]
         want = [tuple(w.shape) for w in layer.weights]
         have = [tuple(np.shape(a)) for a in arrays]
+        if have != want and _adaptable_input_conv(layer, have, want):
+            if stem is None:
+                stem = input_fed_layers(model)
+            if layer.name in stem:
+                arrays = [adapt_input_kernel(arrays[0], want[0][2])] + list(arrays[1:])
+                have = want
         if have != want:
             src = origin.get(layer.name, layer.name)
             raise CheckpointError(
@@ -300,25 +529,70 @@ def assign(plan):
         raise
 
 
-def load_weights(model, weights, model_name, weight_map=None, file_key=None):
+def is_weights_path(weights, model_name=None):
+    """Whether ``weights`` names a file rather than a published tag.
+
+    A published tag of ``model_name`` always means the tag, even when a file
+    or folder of that name sits in the working directory; write
+    ``./imagenet`` to mean such a file. Anything else that exists, contains a
+    path separator or ends in a weights suffix is a path.
+
+    Args:
+        weights: a tag or a path (str or os.PathLike).
+        model_name: registry name whose tags take precedence, or None.
+
+    Returns:
+        True for a path, False for a tag.
+    """
+    if not isinstance(weights, str):
+        return True  # os.PathLike: always a path
+    if model_name is not None and weights in load_manifest().get(model_name, {}):
+        return False
+    return (os.path.exists(weights) or os.sep in weights or "/" in weights
+            or weights.endswith(PATH_SUFFIXES))
+
+
+def load_weights(model, weights, model_name=None, weight_map=None, file_key=None):
     """Loads ``weights`` into ``model``, all or nothing.
+
+    ``zoo.load_weights(model, path)`` reads a Keras file (``.weights.h5``,
+    legacy ``.h5``, ``.keras``) or a PyTorch file whose module paths are the
+    layer names with dots for underscores. Builders pass their family's
+    ``model_name`` and ``weight_map`` (e.g. ``zoo.VGG16(weights=...)``),
+    which is how upstream torchvision/fyu checkpoints load.
 
     Args:
         model: the built ``keras.Model``.
         weights: None, a published tag such as ``"imagenet"``, or a file path.
-        model_name: registry name, to look up tags and classifier names.
+            A published tag wins over a file or folder of the same name in
+            the working directory (write ``./imagenet`` for the file).
+        model_name: registry name, to look up tags and classifier names;
+            default: the model's own name when it is a registered one.
         weight_map: a :class:`zoo.convert.WeightMap` (defaults to names as-is).
         file_key: which file of a multi-file tag (e.g. ``"notop"``).
 
     Returns:
         The model.
+
+    Raises:
+        FileNotFoundError: no such file (or, for a tag, no copy and no network).
+        CheckpointError: the file is unreadable or does not fit the model;
+            nothing has been written to the model.
+        ValueError: an unknown tag, listing the valid ones.
     """
     if weights is None:
         return model
+    if model_name is None and getattr(model, "name", None) in load_manifest():
+        model_name = model.name
     weight_map = weight_map or WeightMap()
-    weights = os.fspath(weights)
-    if os.path.exists(weights) or os.sep in weights or weights.endswith((".h5", ".pth", ".pt", ".keras")):
-        path = weights
+    if isinstance(weights, str) and weights.startswith(HF_PREFIX):
+        path = resolve_hf(weights)
+    elif is_weights_path(weights, model_name):
+        path = os.fspath(weights)
+    elif model_name is None:
+        raise ValueError(
+            f"weights={weights!r} is neither an existing file nor usable as a published tag "
+            "without model_name (e.g. load_weights(model, 'imagenet', 'vgg16'))")
     else:
         path = resolve_file(model_name, weights, file_key)
     kind, contents = read_checkpoint(path)
@@ -326,6 +600,7 @@ def load_weights(model, weights, model_name, weight_map=None, file_key=None):
         layers, origin = torch_layers(contents, model, weight_map)
     else:
         layers, origin = h5_layers(contents, model, weight_map)
-    plan = plan_assignment(model, layers, origin, path, weight_map, classifier_layers(model_name))
+    plan = plan_assignment(model, layers, origin, path, weight_map,
+                           classifier_layers(model_name) if model_name else ())
     assign(plan)
     return model

@@ -31,6 +31,7 @@ import zipfile
 import numpy as np
 
 from zoo.io.errors import CheckpointError
+from zoo.io.limits import read_zip_member
 
 __all__ = ["CheckpointError", "is_pth", "read_pth"]
 
@@ -39,6 +40,11 @@ _LEGACY_PROTOCOL = 1001
 # The magic-number pickle is ~15 bytes; a little slack covers a protocol-4
 # FRAME header.
 _SNIFF_BYTES = 64
+# The arrays returned may total at most this many times the storage bytes the
+# file holds (bfloat16 widening doubles; distinct views of one storage, such
+# as a fused weight and its slices, add more), plus a little slack.
+_OUTPUT_FACTOR = 8
+_OUTPUT_SLACK = 1 << 20
 
 
 # --------------------------------------------------------------------------
@@ -46,7 +52,34 @@ _SNIFF_BYTES = 64
 # --------------------------------------------------------------------------
 
 
-class _DType:
+class _Placeholder:
+    """Base of the stand-ins a pickle can name: immutable.
+
+    A pickle's BUILD opcode sets attributes on whatever object is on its
+    stack. If a stand-in for ``torch.float32`` could be changed that way, one
+    crafted file would change how every later file decodes. Stand-ins
+    therefore have no ``__dict__``, refuse attribute assignment, and refuse
+    BUILD (``__setstate__``); and each unpickler gets its own fresh set
+    (:func:`_fresh_globals`), so not even a bug here could leak state from
+    one load to the next.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{self!r} is read-only")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{self!r} is read-only")
+
+    def __setstate__(self, state):
+        raise ValueError(f"the pickle tries to modify {self!r} (BUILD on an allowed global)")
+
+    def __reduce__(self):
+        raise TypeError(f"{self!r} cannot be pickled")
+
+
+class _DType(_Placeholder):
     """A tensor element type: how its bytes map onto numpy.
 
     Attributes:
@@ -55,10 +88,17 @@ class _DType:
         itemsize: bytes per element.
     """
 
+    __slots__ = ("name", "file_dtype", "itemsize")
+
     def __init__(self, name, file_dtype):
-        self.name = name
-        self.file_dtype = np.dtype(file_dtype)
-        self.itemsize = self.file_dtype.itemsize
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "file_dtype", np.dtype(file_dtype))
+        object.__setattr__(self, "itemsize", self.file_dtype.itemsize)
+
+    @property
+    def out_itemsize(self):
+        """Bytes per element of the returned array (bfloat16 widens to 4)."""
+        return 4 if self.name == "bfloat16" else self.itemsize
 
     def to_numpy(self, stored):
         """Converts stored elements (any byte order) to a native-order array."""
@@ -73,58 +113,71 @@ class _DType:
         return f"torch.{self.name}"
 
 
-_DTYPES = {
-    d.name: d
-    for d in (
-        _DType("float64", "<f8"),
-        _DType("float32", "<f4"),
-        _DType("float16", "<f2"),
-        _DType("bfloat16", "<u2"),
-        _DType("complex64", "<c8"),
-        _DType("complex128", "<c16"),
-        _DType("int64", "<i8"),
-        _DType("int32", "<i4"),
-        _DType("int16", "<i2"),
-        _DType("int8", "i1"),
-        _DType("uint8", "u1"),
-        _DType("uint16", "<u2"),
-        _DType("uint32", "<u4"),
-        _DType("uint64", "<u8"),
-        _DType("bool", "?"),
-    )
-}
+# torch dtype name -> numpy dtype of one stored element.
+_DTYPE_SPECS = (
+    ("float64", "<f8"),
+    ("float32", "<f4"),
+    ("float16", "<f2"),
+    ("bfloat16", "<u2"),
+    ("complex64", "<c8"),
+    ("complex128", "<c16"),
+    ("int64", "<i8"),
+    ("int32", "<i4"),
+    ("int16", "<i2"),
+    ("int8", "i1"),
+    ("uint8", "u1"),
+    ("uint16", "<u2"),
+    ("uint32", "<u4"),
+    ("uint64", "<u8"),
+    ("bool", "?"),
+)
 
 
-class _StorageType:
+class _StorageType(_Placeholder):
     """Stand-in for ``torch.FloatStorage`` and friends (and UntypedStorage)."""
 
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name, dtype):
-        self.name = name
-        self.dtype = dtype
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
 
     def __repr__(self):
         return f"torch.{self.name}"
 
 
-_STORAGE_TYPES = {
-    name: _StorageType(name, _DTYPES[dtype])
-    for name, dtype in (
-        ("DoubleStorage", "float64"),
-        ("FloatStorage", "float32"),
-        ("HalfStorage", "float16"),
-        ("BFloat16Storage", "bfloat16"),
-        ("ComplexFloatStorage", "complex64"),
-        ("ComplexDoubleStorage", "complex128"),
-        ("LongStorage", "int64"),
-        ("IntStorage", "int32"),
-        ("ShortStorage", "int16"),
-        ("CharStorage", "int8"),
-        ("ByteStorage", "uint8"),
-        ("BoolStorage", "bool"),
-        # An untyped storage counts bytes; _rebuild_tensor_v3 names the dtype.
-        ("UntypedStorage", "uint8"),
-    )
-}
+# torch storage class name -> dtype name of its elements.
+_STORAGE_SPECS = (
+    ("DoubleStorage", "float64"),
+    ("FloatStorage", "float32"),
+    ("HalfStorage", "float16"),
+    ("BFloat16Storage", "bfloat16"),
+    ("ComplexFloatStorage", "complex64"),
+    ("ComplexDoubleStorage", "complex128"),
+    ("LongStorage", "int64"),
+    ("IntStorage", "int32"),
+    ("ShortStorage", "int16"),
+    ("CharStorage", "int8"),
+    ("ByteStorage", "uint8"),
+    ("BoolStorage", "bool"),
+    # An untyped storage counts bytes; _rebuild_tensor_v3 names the dtype.
+    ("UntypedStorage", "uint8"),
+)
+
+
+class _Function(_Placeholder):
+    """An allowed torch function, callable by REDUCE but not modifiable."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        object.__setattr__(self, "_fn", fn)
+
+    def __call__(self, *args):
+        return self._fn(*args)
+
+    def __repr__(self):
+        return f"torch._utils.{self._fn.__name__}"
 
 
 class _RootStorage:
@@ -221,24 +274,32 @@ def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
     return _rebuild_parameter(data, requires_grad, backward_hooks)
 
 
-def _build_allowed_globals():
+def _fresh_globals():
+    """A new ``(module, name) -> stand-in`` table: the only names a pickle may use.
+
+    Built anew for every unpickler, so nothing one file does to its
+    stand-ins can reach another load.
+    """
+    dtypes = {name: _DType(name, spec) for name, spec in _DTYPE_SPECS}
+    # collections.OrderedDict is a C type whose attributes cannot be set.
     allowed = {("collections", "OrderedDict"): collections.OrderedDict}
     for fn in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter,
                _rebuild_parameter_with_state):
-        allowed[("torch._utils", fn.__name__)] = fn
-    for name, storage_type in _STORAGE_TYPES.items():
+        allowed[("torch._utils", fn.__name__)] = _Function(fn)
+    for name, dtype in _STORAGE_SPECS:
+        storage_type = _StorageType(name, dtypes[dtype])
         # GPU-trained legacy checkpoints name torch.cuda.*Storage; torch itself
         # resolves storage types by name alone, ignoring the module.
         modules = ("torch", "torch.storage") if name == "UntypedStorage" else ("torch", "torch.cuda")
         for module in modules:
             allowed[(module, name)] = storage_type
-    for name, dtype in _DTYPES.items():
+    for name, dtype in dtypes.items():
         allowed[("torch", name)] = dtype
     return allowed
 
 
-# (module, name) -> local stand-in. Nothing else may be unpickled.
-ALLOWED_GLOBALS = _build_allowed_globals()
+# The (module, name) pairs a pickle may name; nothing else is unpickled.
+ALLOWED_NAMES = frozenset(_fresh_globals())
 
 
 # --------------------------------------------------------------------------
@@ -246,8 +307,13 @@ ALLOWED_GLOBALS = _build_allowed_globals()
 # --------------------------------------------------------------------------
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only resolves names from ALLOWED_GLOBALS.
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler that only resolves names from :data:`ALLOWED_NAMES`.
+
+    It is Python's pure-Python unpickler on purpose: the C one grows its memo
+    to any index a ``LONG_BINPUT`` names (a 10-byte pickle can make it touch
+    gigabytes), while this one keeps the memo in a dict, and every read it
+    makes is bounded by the bytes actually present.
 
     Args:
         file: binary file positioned at a pickle.
@@ -264,10 +330,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._path = path
         self._storages = storages
         self._legacy = legacy
+        self._globals = _fresh_globals()
 
     def find_class(self, module, name):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return self._globals[(module, name)]
         except (KeyError, TypeError):
             raise CheckpointError(
                 f"refusing to unpickle global '{module}.{name}' from {self._path}: "
@@ -319,6 +386,15 @@ def _zip_pickle_name(zf):
     return None
 
 
+def _read_member(path, zf, name, expected=None, limit=None):
+    try:
+        return read_zip_member(path, zf, name, expected, limit)
+    except CheckpointError as e:
+        if "zip bomb" in str(e):
+            raise CheckpointError(f"{e} (torch.save writes members uncompressed)") from None
+        raise
+
+
 def _read_zip(path, zf):
     """Unpickles a zip-format checkpoint.
 
@@ -336,16 +412,27 @@ def _read_zip(path, zf):
         raise CheckpointError(f"{path} is a TorchScript archive (torch.jit.save), not a state_dict")
     byteorder = "little"
     if prefix + "byteorder" in names:
-        byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        record = _read_member(path, zf, prefix + "byteorder", limit=16)
+        byteorder = record.decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
             raise CheckpointError(f"{path} has an unknown byteorder record {byteorder!r}")
     storages = {}
-    obj = _RestrictedUnpickler(io.BytesIO(zf.read(pkl_name)), path, storages).load()
-    return obj, storages, byteorder, lambda root: zf.read(f"{prefix}data/{root.key}")
+    obj = _RestrictedUnpickler(io.BytesIO(_read_member(path, zf, pkl_name)), path, storages).load()
+
+    def read_storage(root):
+        return _read_member(path, zf, f"{prefix}data/{root.key}", expected=root.nbytes)
+
+    return obj, storages, byteorder, read_storage
 
 
 def _read_legacy(path, f):
-    """Unpickles a legacy checkpoint and reads every storage's bytes."""
+    """Unpickles a legacy checkpoint and reads every storage's bytes.
+
+    Args:
+        path: checkpoint path, for error messages.
+        f: the whole file as a ``BytesIO``: every read is bounded by the
+            bytes the file really has.
+    """
     magic = _RestrictedUnpickler(f, path).load()
     if magic != _LEGACY_MAGIC:
         raise CheckpointError(f"{path} does not start with the torch magic number")
@@ -359,9 +446,13 @@ def _read_legacy(path, f):
     if not isinstance(keys, list):
         raise CheckpointError(f"{path} has a malformed storage key list")
     for key in keys:
+        if not isinstance(key, (str, int)):
+            raise CheckpointError(f"{path} lists storage key {key!r}, not a str")
         root = storages.get(key)
         if root is None:
             raise CheckpointError(f"{path} lists storage {key!r} that no tensor references")
+        if root.data is not None:
+            raise CheckpointError(f"{path} lists storage {key!r} twice")
         root.data = _read_legacy_storage(path, f, root)
     return obj, storages
 
@@ -375,11 +466,11 @@ def _read_legacy_storage(path, f, root):
     if numel != root.numel:
         raise CheckpointError(
             f"{path}: storage {root.key!r} holds {numel} elements, the pickle expects {root.numel}")
-    data = f.read(root.nbytes)
-    if len(data) != root.nbytes:
+    left = len(f.getbuffer()) - f.tell()
+    if root.nbytes > left:
         raise CheckpointError(
-            f"{path} is truncated: storage {root.key!r} needs {root.nbytes} bytes, found {len(data)}")
-    return data
+            f"{path} is truncated: storage {root.key!r} needs {root.nbytes} bytes, found {left}")
+    return f.read(root.nbytes)
 
 
 # --------------------------------------------------------------------------
@@ -387,23 +478,57 @@ def _read_legacy_storage(path, f, root):
 # --------------------------------------------------------------------------
 
 
+def _numel(size):
+    n = 1
+    for d in size:
+        n *= d
+    return n
+
+
+def _check_extent(tensor):
+    """Refuses a tensor that reads outside its storage or has more elements than it.
+
+    A view with a zero (or overlapping) stride repeats stored elements: a few
+    bytes in the file could expand into gigabytes. torch.save keeps such
+    views as views, so this reader refuses them rather than expand them.
+
+    Returns:
+        The tensor's number of elements.
+    """
+    dtype = tensor.dtype
+    available = tensor.storage.numel * tensor.storage.dtype.itemsize // dtype.itemsize
+    numel = _numel(tensor.size)
+    if numel == 0:
+        return 0
+    if numel > available - min(tensor.offset, available):
+        raise ValueError(
+            f"tensor of size {tensor.size}, stride {tensor.stride} has {numel} elements but its "
+            f"storage holds {available - min(tensor.offset, available)} {dtype.name} elements "
+            "after its offset; expanded (stride-0) or overlapping views are not expanded "
+            "(save tensor.contiguous() instead)")
+    last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
+    if last >= available:
+        raise ValueError(
+            f"tensor of size {tensor.size}, stride {tensor.stride}, offset {tensor.offset} "
+            f"reads past its storage of {available} {dtype.name} elements")
+    return numel
+
+
 def _materialize(tensor, byteorder):
     """Copies a lazy tensor's elements into a C-contiguous native array."""
     dtype = tensor.dtype
     if tensor.storage.root.data is None:
         raise ValueError(f"storage {tensor.storage.root.key!r} has no data in the file")
+    _check_extent(tensor)
     raw = tensor.storage.raw_bytes()
     stored = dtype.file_dtype if byteorder == "little" else dtype.file_dtype.newbyteorder(">")
     flat = np.frombuffer(raw, dtype=stored, count=len(raw) // dtype.itemsize)
-    if 0 not in tensor.size:
-        last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
-        if last >= flat.size:
-            raise ValueError(
-                f"tensor of size {tensor.size}, stride {tensor.stride}, offset {tensor.offset} "
-                f"reads past its storage of {flat.size} {dtype.name} elements")
-    view = np.lib.stride_tricks.as_strided(
-        flat[tensor.offset:], shape=tensor.size,
-        strides=tuple(s * dtype.itemsize for s in tensor.stride), writeable=False)
+    if 0 in tensor.size:
+        view = np.zeros(tensor.size, stored)
+    else:
+        view = np.lib.stride_tricks.as_strided(
+            flat[tensor.offset:], shape=tensor.size,
+            strides=tuple(s * dtype.itemsize for s in tensor.stride), writeable=False)
     # Not np.ascontiguousarray: it would turn 0-d scalars into 1-d arrays.
     array = dtype.to_numpy(view)
     # torch may serialize lazy negation/conjugation views as flags.
@@ -412,6 +537,39 @@ def _materialize(tensor, byteorder):
     if tensor.metadata.get("conj"):
         array = np.conjugate(array)
     return array
+
+
+def _materialize_all(path, state, byteorder):
+    """Materializes every tensor of ``state`` within a budget set by the file.
+
+    Identical views (tied weights) come back as one shared array. The arrays
+    together may not exceed :data:`_OUTPUT_FACTOR` times the storage bytes
+    the file holds, so no crafted view table can make the reader allocate
+    more than a small multiple of the file's own size.
+    """
+    roots = {id(t.storage.root): t.storage.root for t in state.values()}
+    stored = sum(len(r.data) for r in roots.values() if r.data is not None)
+    budget = _OUTPUT_FACTOR * stored + _OUTPUT_SLACK
+    views, total, out = {}, 0, collections.OrderedDict()
+    for key, t in state.items():
+        view_key = (id(t.storage.root), t.storage.offset, t.offset, t.size, t.stride, t.dtype.name,
+                    bool(t.metadata.get("neg")), bool(t.metadata.get("conj")))
+        if view_key not in views:
+            try:
+                numel = _check_extent(t)
+            except ValueError as e:
+                raise CheckpointError(f"{path}: tensor {key!r}: {e}") from None
+            total += numel * t.dtype.out_itemsize
+            if total > budget:
+                raise CheckpointError(
+                    f"{path}: its tensors would need more than {budget} bytes, over "
+                    f"{_OUTPUT_FACTOR}x the {stored} storage bytes the file holds (at {key!r})")
+            try:
+                views[view_key] = _materialize(t, byteorder)
+            except ValueError as e:
+                raise CheckpointError(f"{path}: tensor {key!r}: {e}") from None
+        out[key] = views[view_key]
+    return out
 
 
 def _is_tensor_dict(obj):
@@ -516,12 +674,15 @@ def _read(path):
                     raise CheckpointError(
                         f"{path}: storage data/{root.key} has {len(root.data)} bytes, "
                         f"expected {root.nbytes}")
-    elif _starts_with_legacy_magic(path):
+            return _materialize_all(path, state, byteorder)
+    if _starts_with_legacy_magic(path):
+        # The whole file in memory: no pickle opcode or storage record can
+        # then ask for more bytes than the file has.
         with open(path, "rb") as f:
-            obj, storages = _read_legacy(path, f)
+            buf = io.BytesIO(f.read())
+        obj, storages = _read_legacy(path, buf)
         state = _find_state_dict(path, obj)
-    elif tarfile.is_tarfile(path):
+        return _materialize_all(path, state, byteorder)
+    if tarfile.is_tarfile(path):
         raise CheckpointError(f"{path} is a tar-format checkpoint (torch < 0.1.10), which is not supported")
-    else:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither zip nor legacy pickle)")
-    return collections.OrderedDict((k, _materialize(t, byteorder)) for k, t in state.items())
+    raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither zip nor legacy pickle)")

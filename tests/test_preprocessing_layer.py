@@ -1,0 +1,142 @@
+"""The in-model ``Preprocess`` layer against the tf.data ``preprocess()`` and
+keras.applications' ``preprocess_input`` (independent references)."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.preprocessing import Preprocess, preprocess, preprocessing_for, preprocessing_layer
+
+CAFFE = preprocessing_for("vgg16", "imagenet")
+TORCH = preprocessing_for("resnet18", "imagenet")
+TF = preprocessing_for("inception_v3", "imagenet")
+CITYSCAPES = preprocessing_for("drn_d_22", "cityscapes")
+
+
+def _pixels(shape=(2, 7, 9, 3), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape).astype("uint8")
+
+
+def _layer_model(spec, dtype):
+    inp = keras.Input((None, None, 3), dtype=dtype)
+    return keras.Model(inp, Preprocess(spec)(inp))
+
+
+@pytest.mark.parametrize("spec", [CAFFE, TORCH, TF, CITYSCAPES], ids=["caffe", "torch", "tf", "cityscapes"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_layer_equals_pipeline_preprocess(spec, dtype):
+    x = _pixels()
+    got = np.asarray(_layer_model(spec, dtype)(x.astype(dtype)))
+    want = preprocess(x, spec).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec,reference", [
+    (CAFFE, lambda x: keras.applications.vgg16.preprocess_input(x)),
+    (TF, lambda x: keras.applications.inception_v3.preprocess_input(x)),
+    (TORCH, lambda x: keras.applications.imagenet_utils.preprocess_input(x, mode="torch")),
+], ids=["vgg16-caffe", "inception_v3-tf", "torch"])
+def test_layer_equals_keras_applications(spec, reference):
+    x = _pixels(seed=1)
+    want = reference(x.astype("float32").copy())
+    got = np.asarray(_layer_model(spec, "uint8")(x))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_resnet_file_layouts_pick_their_own_record():
+    assert preprocessing_for("resnet50", "imagenet", "keras_top")["type"] == "caffe"
+    assert preprocessing_for("resnet50", "imagenet", "torch")["type"] == "torch"
+    layer = preprocessing_layer("resnet50", "imagenet", file_key="torch")
+    x = _pixels()
+    np.testing.assert_allclose(np.asarray(layer(x)), preprocess(x, TORCH).numpy(), rtol=0, atol=1e-6)
+
+
+def test_override_and_weights_none():
+    assert preprocessing_layer("drn_d_22", None).spec["mean"] == [0.485, 0.456, 0.406]
+    layer = preprocessing_layer("drn_d_22", None, preprocessing=CITYSCAPES)
+    assert layer.spec == CITYSCAPES and layer.name == "preprocess"
+
+
+def test_keras_round_trip(tmp_path):
+    model = _layer_model(CITYSCAPES, "uint8")
+    path = str(tmp_path / "pre.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = _pixels(seed=2)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert loaded.layers[-1].spec == CITYSCAPES
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"type": "yuv"}, "unknown preprocessing type"),
+    ({"type": "torch", "mean": [0.5, 0.5, 0.5]}, "'std'"),
+    ({"type": "caffe", "mean": [1, 2]}, "3-value 'mean'"),
+    ({"type": "caffe", "mean": [1, 2, 3], "channels": "GBR"}, "channels"),
+])
+def test_bad_records_are_clear_errors(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        Preprocess(bad)
+
+
+# --- builders' include_preprocessing=True (added by the arch branch) ---
+
+_HAS_ARG = "include_preprocessing" in inspect.signature(zoo.ResNet18).parameters
+
+BUILDER_CASES = [
+    # (name, builder kwargs, weights layout, preprocessing record)
+    ("vgg16", dict(mode="dense", classes=3), "vgg16", CAFFE),
+    ("resnet50", dict(mode="dense", classes=3), "keras", preprocessing_for("resnet50", "imagenet", "keras_top")),
+    ("resnet50", dict(mode="dense", classes=3, stride_in_1x1=False), "torch",
+     preprocessing_for("resnet50", "imagenet", "torch")),
+    ("googlenet", dict(mode="dense", classes=3), None, preprocessing_for("googlenet", "imagenet")),
+    ("inception_v3", dict(mode="dense", classes=3), None, TF),
+    ("drn_d_22", dict(mode="dense", classes=3, preprocessing=CITYSCAPES), None, CITYSCAPES),
+]
+
+
+@pytest.mark.skipif(not _HAS_ARG, reason="builders without include_preprocessing (arch branch not merged)")
+@pytest.mark.parametrize("name,kwargs,_key,spec", BUILDER_CASES,
+                         ids=["vgg16", "resnet50-keras", "resnet50-torch", "googlenet", "inception_v3",
+                              "drn_d_22-cityscapes"])
+def test_include_preprocessing_equals_preprocess_then_model(name, kwargs, _key, spec):
+    """Same weights, raw uint8 into the wrapped model == preprocess(x) into the bare one.
+
+    The weights are random (weights=None) and copied across by position, so
+    the only difference between the two models is the first layer; the
+    record the builder picks is checked against the manifest separately.
+    """
+    size = 75 if name == "inception_v3" else 64
+    plain_kwargs = {k: v for k, v in kwargs.items() if k != "preprocessing"}
+    bare = zoo.create_model(name, weights=None, **plain_kwargs)
+    wrapped = zoo.create_model(name, weights=None, include_preprocessing=True, **kwargs)
+    wrapped_pre = [layer for layer in wrapped.layers if isinstance(layer, Preprocess)]
+    assert len(wrapped_pre) == 1
+    wrapped.set_weights(bare.get_weights())
+    # weights=None takes the family's ImageNet default unless overridden.
+    want_spec = kwargs.get("preprocessing") or preprocessing_for(name, None)
+    assert wrapped_pre[0].spec == want_spec
+    x = _pixels((1, size, size, 3), seed=3)
+    got = np.asarray(wrapped(x))
+    want = np.asarray(bare(preprocess(x, want_spec)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,tag,file_key,kwargs", [
+    ("vgg16", "imagenet", None, {}),
+    ("resnet50", "imagenet", "keras_top", {}),
+    ("resnet50", "imagenet", "torch", {"stride_in_1x1": False}),
+    ("googlenet", "imagenet", None, {}),
+    ("inception_v3", "imagenet", None, {}),
+    ("drn_d_22", "cityscapes", None, {}),
+])
+def test_manifest_record_per_weights(name, tag, file_key, kwargs):
+    """The record a builder would pick for published weights (no download:
+    :func:`preprocessing_layer` is what builders call)."""
+    layer = preprocessing_layer(name, tag, file_key=file_key)
+    entry = zoo.weights.manifest_entry(name, tag)
+    want = entry.get("files", {}).get(file_key, {}).get("preprocessing") or entry["preprocessing"]
+    assert layer.spec == want
