@@ -376,7 +376,11 @@ def _doc(builder, config):
             ``"heatmap"`` (``fc`` at every cell of the stride-8 map, the
             official ``out_map``), ``"dense"`` (DRNSeg: 1x1 ``seg``, frozen
             x8 bilinear ``up``, logits at the input size) or ``"features"``
-            (dict of every stage's output, the official ``out_middle``).
+            (the pyramid: DRN-C/D ``P0`` layer1, ``P1`` layer2, ``P2``
+            layer3, ``P3`` the deepest stride-8 stage).
+        **kwargs: ``output_stride``, ``head``, ``aux_head``, ``in_channels``,
+            ``include_preprocessing``, ``preprocessing`` (see
+            :func:`zoo.assembler.assemble`).
         input_shape: defaults to (None, None, 3): every mode takes any size.
         classes: output classes; None takes the published tag's count
             (1000 for ``"imagenet"``, 19 for ``"cityscapes"``), else 1000.

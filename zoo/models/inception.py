@@ -620,7 +620,10 @@ def _doc(builder, summary, extra=""):
             keras.applications ``.h5``, Keras ``.weights.h5``), detected by content.
         mode: ``"classify"``, ``"heatmap"`` (the classifier as a 1x1 conv on
             the last map), ``"dense"`` (FCN-style logits at the input's size)
-            or ``"features"`` (a dict per inception stage).
+            or ``"features"`` (the pyramid ``P2`` ... ``P5``).
+        **kwargs: ``output_stride`` (32 only), ``head``, ``aux_head``,
+            ``in_channels``, ``include_preprocessing``, ``preprocessing``
+            (see :func:`zoo.assembler.assemble`).
         input_shape: classify defaults to the training crop; the other modes
             to (None, None, 3).
         classes: number of output classes.

@@ -369,8 +369,9 @@ _DOC = """{summary}
             torchvision ``.pth``), detected by content. Tags pick the file of
             the model's layout.
         mode: ``"classify"``, ``"heatmap"``, ``"dense"`` (torchvision FCN
-            head, logits at input size) or ``"features"`` (dict ``stem``,
-            ``c2`` ... ``c5``).
+            head by default, logits at input size; ``head=`` picks another
+            from ``zoo.heads.list_heads()``) or ``"features"`` (the pyramid
+            ``P1`` ... ``P5``; dilated stages share their stride's key).
         input_shape: defaults to (224, 224, 3) for classify, else (None, None, 3).
         classes: number of output classes.
         classifier_activation: ``"softmax"`` by default for classify and
@@ -378,8 +379,11 @@ _DOC = """{summary}
         name: model name.{extra}
         output_stride: 8, 16 or 32; later stages use dilation instead of
             stride. Defaults to 8 in dense mode, else 32.
-        aux_head: dense mode only: also build torchvision's auxiliary FCN head
-            on c4; the model then returns ``{{"out": ..., "aux": ...}}``.
+        aux_head: dense mode with the fcn/deeplabv3 head: also build
+            torchvision's auxiliary FCN head on layer3 (c4); the model then
+            returns ``{{"out": ..., "aux": ...}}``.
+        head, in_channels, include_preprocessing, preprocessing: see
+            :func:`zoo.assembler.assemble`.
 
     Returns:
         A ``keras.Model``.

@@ -165,6 +165,10 @@ def _doc(builder, summary):
         classifier_activation: ``"softmax"`` by default for classify and
             heatmap; None gives logits. Dense mode always returns logits.
         name: model name.
+        **kwargs: ``output_stride`` (32 only), ``head`` (dense: ``"bilinear"``
+            by default), ``aux_head``, ``in_channels``,
+            ``include_preprocessing``, ``preprocessing`` (see
+            :func:`zoo.assembler.assemble`).
 
     Returns:
         A ``keras.Model``.
