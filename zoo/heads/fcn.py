@@ -36,7 +36,7 @@ def torchvision_fcn_block(x, classes, prefix, inter=None):
     """torchvision's ``FCNHead`` as layers ``{prefix}_0`` .. ``{prefix}_4``."""
     inter = inter or x.shape[-1] // 4
     x = conv2d(inter, 3, padding="same", use_bias=False, name=f"{prefix}_0")(x)
-    x = layers.BatchNormalization(epsilon=FCN_BN_EPSILON, name=f"{prefix}_1")(x)
+    x = layers.BatchNormalization(epsilon=FCN_BN_EPSILON, momentum=0.9, name=f"{prefix}_1")(x)
     x = layers.Activation("relu", name=f"{prefix}_2")(x)
     x = layers.Dropout(FCN_DROPOUT, name=f"{prefix}_3")(x)
     return conv2d(classes, 1, padding="valid", name=f"{prefix}_4")(x)

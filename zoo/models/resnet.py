@@ -63,6 +63,7 @@ class Layout:
     name: str
     use_bias: bool
     epsilon: float
+    momentum: float  # Keras's BN momentum; PyTorch's momentum 0.1 is Keras's 0.9
     stride_in_1x1: bool
     stem: tuple  # names: pad, conv, bn, relu, pool pad, pool
     block: str
@@ -79,14 +80,14 @@ class Layout:
 
 LAYOUTS = {
     "keras": Layout(
-        name="keras", use_bias=True, epsilon=1.001e-5, stride_in_1x1=True,
+        name="keras", use_bias=True, epsilon=1.001e-5, momentum=0.99, stride_in_1x1=True,
         stem=("conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool"),
         block="conv{s2}_block{j1}", conv="{b}_{i}_conv", bn="{b}_{i}_bn", relu="{b}_{i}_relu",
         shortcut=("{b}_0_conv", "{b}_0_bn"), add="{b}_add", out="{b}_out",
         pool="avg_pool", classifier="predictions", marker=r"conv\d_block\d+_\d_(conv|bn)",
     ),
     "torchvision": Layout(
-        name="torchvision", use_bias=False, epsilon=1e-5, stride_in_1x1=False,
+        name="torchvision", use_bias=False, epsilon=1e-5, momentum=0.9, stride_in_1x1=False,
         stem=("conv1_pad", "conv1", "bn1", "relu", "maxpool_pad", "maxpool"),
         block="layer{s1}_{j0}", conv="{b}_conv{i}", bn="{b}_bn{i}", relu="{b}_relu{i}",
         shortcut=("{b}_downsample_0", "{b}_downsample_1"), add="{b}_add", out="{b}_out",
@@ -152,7 +153,7 @@ def conv_bn(x, filters, kernel, stride, dilation, layout, conv_name, bn_name, re
         filters, kernel, strides=stride, dilation_rate=dilation, padding=padding,
         use_bias=layout.use_bias, name=conv_name,
     )(x)
-    x = layers.BatchNormalization(epsilon=layout.epsilon, name=bn_name)(x)
+    x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn_name)(x)
     if relu_name:
         x = layers.Activation("relu", name=relu_name)(x)
     return x
@@ -240,7 +241,7 @@ def resnet_backbone(x, config, layout, output_stride):
     pad, conv, bn, relu, pool_pad, pool = layout.stem
     x = layers.ZeroPadding2D(3, name=pad)(x)
     x = layers.Conv2D(64, 7, strides=2, use_bias=layout.use_bias, name=conv)(x)
-    x = layers.BatchNormalization(epsilon=layout.epsilon, name=bn)(x)
+    x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn)(x)
     x = layers.Activation("relu", name=relu)(x)
     stages = [(x, 2)]
     # After a ReLU, zero padding equals torch's -inf padding for max pooling.
