@@ -7,7 +7,9 @@
                 [--size H W] --format savedmodel|tflite|onnx --out PATH
                 [--include-preprocessing]
 
-Images are read with ``tf.io`` (JPEG, PNG; grey and RGBA are converted to RGB
+Dense mode writes ``DIR/<stem>.png``, an indexed-colour PNG whose pixel
+values are the class ids (a 16-bit grey PNG of ids beyond 256 classes), and
+``DIR/<stem>_overlay.png`` with a legend. Images are read with ``tf.io`` (JPEG, PNG; grey and RGBA are converted to RGB
 with a note) and PNGs are written with ``tf.io`` or, for the palette PNG of
 class ids, with ``zlib``: no imaging dependency. Legends use a built-in 5x7
 bitmap font.
@@ -241,7 +243,13 @@ def _overlay(image, ids, palette, alpha=0.5):
 
 def _dense_outputs(args, stem, image, labels, names, palette):
     ids_path = os.path.join(args.out, f"{stem}.png")
-    write_palette_png(ids_path, labels, palette)
+    if len(palette) <= 256:
+        write_palette_png(ids_path, labels, palette)
+    else:
+        # a palette holds 256 entries: more classes go out as 16-bit grey ids
+        import tensorflow as tf
+
+        tf.io.write_file(ids_path, tf.io.encode_png(labels.astype("uint16")[..., None]))
     present, counts = np.unique(labels, return_counts=True)
     order = np.argsort(-counts)[:12]
     entries = [(tuple(int(c) for c in palette[present[i]]),
