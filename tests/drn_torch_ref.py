@@ -11,6 +11,9 @@ pooling is a plain ``mean`` over the map.
 import torch
 from torch import nn
 
+from tests.torch_blocks import BasicBlock, Bottleneck, conv, conv_bn_relu_modules, downsample
+from tests.torch_blocks import randomize_  # noqa: F401 - the tests' entry point
+
 # (arch, block, depths) exactly as the paper's table / official builders.
 VARIANTS = {
     "drn_a_18": ("A", "basic", [2, 2, 2, 2]),
@@ -30,61 +33,25 @@ VARIANTS = {
 }
 
 
-def _conv(cin, cout, k, stride=1, dilation=1):
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2),
-                     dilation=dilation, bias=False)
+def Basic(cin, width, stride, dil, shortcut, add=True, keep_proj=False):
+    """fyu/drn's BasicBlock; DRN-C-58's layer7 keeps a projection it never adds."""
+    proj = downsample(cin, width, stride) if shortcut and (add or keep_proj) else None
+    return BasicBlock(cin, width, stride, dil, proj, residual=add)
 
 
-class Basic(nn.Module):
-    growth = 1
-
-    def __init__(self, cin, width, stride, dil, shortcut, add=True, keep_proj=False):
-        super().__init__()
-        self.conv1 = _conv(cin, width, 3, stride, dil[0])
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv(width, width, 3, 1, dil[1])
-        self.bn2 = nn.BatchNorm2d(width)
-        self.add = add
-        if shortcut and (add or keep_proj):
-            self.downsample = nn.Sequential(_conv(cin, width, 1, stride), nn.BatchNorm2d(width))
-        else:
-            self.downsample = None
-
-    def forward(self, x):
-        y = torch.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        if self.add:
-            y = y + (x if self.downsample is None else self.downsample(x))
-        return torch.relu(y)
+def Bottle(cin, width, stride, dil, shortcut, add=True, keep_proj=False):
+    """fyu/drn's Bottleneck (dilation in the 3x3, always residual)."""
+    proj = downsample(cin, 4 * width, stride) if shortcut else None
+    return Bottleneck(cin, width, stride, dil[1], proj)
 
 
-class Bottle(nn.Module):
-    growth = 4
-
-    def __init__(self, cin, width, stride, dil, shortcut, add=True, keep_proj=False):
-        super().__init__()
-        out = 4 * width
-        self.conv1 = _conv(cin, width, 1)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv(width, width, 3, stride, dil[1])
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = _conv(width, out, 1)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.downsample = (nn.Sequential(_conv(cin, out, 1, stride), nn.BatchNorm2d(out))
-                           if shortcut else None)
-
-    def forward(self, x):
-        y = torch.relu(self.bn1(self.conv1(x)))
-        y = torch.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+Basic.growth, Bottle.growth = 1, 4
 
 
 def _plain(cin, cout, n, stride, dilation):
     mods = []
     for i in range(n):
-        mods += [_conv(cin if i == 0 else cout, cout, 3, stride if i == 0 else 1, dilation),
-                 nn.BatchNorm2d(cout), nn.ReLU()]
+        mods += conv_bn_relu_modules(cin if i == 0 else cout, cout, 3, stride if i == 0 else 1, dilation)
     return nn.Sequential(*mods)
 
 
@@ -123,13 +90,13 @@ class RefDRN(nn.Module):
             self.fc = nn.Linear(self.cin, classes)
             return
         if arch == "C":
-            self.conv1 = _conv(3, 16, 7)
+            self.conv1 = conv(3, 16, 7)
             self.bn1 = nn.BatchNorm2d(16)
             self.cin = 16
             self.layer1 = res_stage(Basic, 16, depths[0], 1, 1, 1)
             self.layer2 = res_stage(Basic, 32, depths[1], 2, 1, 1)
         else:
-            self.layer0 = nn.Sequential(_conv(3, 16, 7), nn.BatchNorm2d(16), nn.ReLU())
+            self.layer0 = nn.Sequential(conv(3, 16, 7), nn.BatchNorm2d(16), nn.ReLU())
             self.layer1 = _plain(16, 16, depths[0], 1, 1)
             self.layer2 = _plain(16, 32, depths[1], 2, 1)
             self.cin = 32
@@ -203,22 +170,3 @@ class RefDRNSeg(nn.Module):
 
     def forward(self, x):
         return self.up(self.seg(self.base(x)))
-
-
-def randomize_(module, seed=0):
-    """Well-conditioned random weights and BN statistics, in place."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if name.endswith("num_batches_tracked") or name.startswith("up."):
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith("running_mean") or name.endswith("bias"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif t.ndim == 1:  # BN weight
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-            else:
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-    return module.eval()

@@ -7,6 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tests.torch_blocks import ConvBN
+from tests.torch_blocks import randomize_ as randomize  # noqa: F401 - the tests' entry point
+
 BLOCKS = (
     ("inception3a", 192, (64, 96, 128, 16, 32, 32)),
     ("inception3b", 256, (128, 128, 192, 32, 96, 64)),
@@ -20,14 +23,9 @@ BLOCKS = (
 )
 
 
-class BasicConv2d(nn.Module):
-    def __init__(self, cin, cout, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(cout, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+def BasicConv2d(cin, cout, **kwargs):
+    """torchvision's BasicConv2d: conv (no bias), BN with eps 1e-3, ReLU."""
+    return ConvBN(cin, cout, eps=0.001, **kwargs)
 
 
 class Inception(nn.Module):
@@ -109,20 +107,3 @@ class GoogLeNet(nn.Module):
         if self.aux_logits:
             return logits, self.aux2(f["inception4d"]), self.aux1(f["inception4a"])
         return logits
-
-
-def randomize(model, seed=0):
-    """Random weights and BN statistics, He-scaled, variances positive."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith(("running_var", "bn.weight")):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.ndim <= 1:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            else:
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-    return model

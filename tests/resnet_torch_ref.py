@@ -12,46 +12,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, first_dilation=1, dilation=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, first_dilation, first_dilation, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        idt = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + idt)
+from tests.torch_blocks import (BasicBlock, Bottleneck, conv_bn_relu_modules, deeplab_head,
+                                downsample)
+from tests.torch_blocks import randomize_ as randomize  # noqa: F401 - the tests' entry point
 
 
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, first_dilation=1, dilation=1):
-        super().__init__()
-        # torchvision gives the block one dilation: the previous one for a
-        # stage's first block, used by its 3x3 conv.
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, first_dilation, first_dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        idt = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + idt)
+def _block(block, inplanes, planes, stride, proj, first_dilation, dilation):
+    # torchvision gives a Bottleneck one dilation (the previous one for a
+    # stage's first block, in its 3x3 conv); BasicBlock gets a pair.
+    if block is Bottleneck:
+        return Bottleneck(inplanes, planes, stride, first_dilation, proj)
+    return BasicBlock(inplanes, planes, stride, (first_dilation, dilation), proj)
 
 
 class ResNet(nn.Module):
@@ -72,15 +43,12 @@ class ResNet(nn.Module):
         if dilate:
             self.dilation *= stride
             stride = 1
-        downsample = None
+        proj = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        mods = [block(self.inplanes, planes, stride, downsample, previous, self.dilation)]
+            proj = downsample(self.inplanes, planes * block.expansion, stride)
+        mods = [_block(block, self.inplanes, planes, stride, proj, previous, self.dilation)]
         self.inplanes = planes * block.expansion
-        mods += [block(self.inplanes, planes, first_dilation=self.dilation, dilation=self.dilation)
+        mods += [_block(block, self.inplanes, planes, 1, None, self.dilation, self.dilation)
                  for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
@@ -98,10 +66,8 @@ class ResNet(nn.Module):
 
 def fcn_head(in_channels, classes):
     inter = in_channels // 4
-    return nn.Sequential(
-        nn.Conv2d(in_channels, inter, 3, padding=1, bias=False), nn.BatchNorm2d(inter), nn.ReLU(),
-        nn.Dropout(0.1), nn.Conv2d(inter, classes, 1),
-    )
+    return nn.Sequential(*conv_bn_relu_modules(in_channels, inter, 3), nn.Dropout(0.1),
+                         nn.Conv2d(inter, classes, 1))
 
 
 class FCN(nn.Module):
@@ -139,20 +105,29 @@ def build(config, output_stride=32, num_classes=1000):
     return ResNet(block, layers, num_classes, DILATE[output_stride])
 
 
-def randomize(module, seed=0):
-    """He-scaled random weights and random BN statistics, in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-    return module.eval()
+class DeepLabV3(nn.Module):
+    """torchvision's ``deeplabv3_resnet*``: an output-stride-8 backbone
+    (``backbone.*``), ``classifier.*`` = DeepLabHead on layer4 and the optional
+    ``aux_classifier.*`` = FCNHead on layer3, both upsampled to the input."""
+
+    def __init__(self, backbone, classes=21, aux=False):
+        super().__init__()
+        del backbone.fc
+        self.backbone = backbone
+        self.classifier = deeplab_head(backbone.inplanes, classes)
+        self.aux_classifier = fcn_head(backbone.inplanes // 2, classes) if aux else None
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        c4, c5 = self.backbone.features(x)
+        out = {"out": F.interpolate(self.classifier(c5), size, mode="bilinear", align_corners=False)}
+        if self.aux_classifier is not None:
+            out["aux"] = F.interpolate(self.aux_classifier(c4), size, mode="bilinear",
+                                       align_corners=False)
+        return out
+
+
+def deeplabv3(config="resnet50", classes=21, aux=False):
+    """``deeplabv3_resnet50/101(weights=None, weights_backbone=None,
+    num_classes=classes, aux_loss=aux)``: the backbone dilates layer3 and layer4."""
+    return DeepLabV3(build(config, output_stride=8), classes, aux)

@@ -7,16 +7,13 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import randomize, save_legacy_h5
+from tests.helpers import EXACT, REFERENCE, assert_close, randomize, save_legacy_h5, save_torch
 from zoo.flops import count_flops
 from zoo.io.errors import CheckpointError
 from zoo.models import inception
 
-ATOL = 1e-4
-
-
-def _max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+# Feature maps grow with depth: 1e-4 of their largest value (and 1e-4 absolute).
+FEATURES = {"rtol": 1e-4, "atol": 1e-4}
 
 
 # ------------------------------------------------------------ GoogLeNet
@@ -30,8 +27,8 @@ def torch_googlenet(tmp_path_factory):
     net = ref.randomize(ref.GoogLeNet(classes=10, aux_logits=True, transform_input=True)).eval()
     folder = tmp_path_factory.mktemp("googlenet")
     files = {"zip": str(folder / "zip.pth"), "legacy": str(folder / "legacy.pth")}
-    torch.save(net.state_dict(), files["zip"])
-    torch.save(net.state_dict(), files["legacy"], _use_new_zipfile_serialization=False)
+    save_torch(net.state_dict(), files["zip"])
+    save_torch(net.state_dict(), files["legacy"], legacy=True)
     # Odd and even sides: the ceil-mode pools and the adaptive aux pool (6x8
     # -> 4x4, overlapping windows) are exercised.
     x = np.random.default_rng(1).normal(size=(2, 99, 131, 3)).astype("float32")
@@ -51,26 +48,26 @@ def test_googlenet_matches_torch(torch_googlenet, fmt):
     for name, got, want in (("logits", logits, ref["logits"]), ("aux2", aux2, ref["aux2"]),
                             ("aux1", aux1, ref["aux1"])):
         assert got.shape == want.shape, name
-        assert _max_diff(got, want) <= ATOL, f"{fmt} {name}: max abs diff {_max_diff(got, want)}"
+        assert_close(got, want, **REFERENCE, what=f"{fmt} {name}")
 
 
 def test_googlenet_features_and_heatmap_match_torch(torch_googlenet):
     ref = torch_googlenet
     feats = zoo.GoogLeNet(weights=ref["files"]["zip"], mode="features", transform_input=True)
     out = feats.predict(ref["x"], verbose=0)
-    assert sorted(out) == ["inception3", "inception4", "inception5", "stem"]
+    levels = {"P2": "stem", "P3": "inception3", "P4": "inception4", "P5": "inception5"}
+    assert sorted(out) == sorted(levels)
     for key in out:
-        want = ref["feats"][key]
+        want = ref["feats"][levels[key]]
         assert out[key].shape == want.shape, key
-        scale = max(1.0, float(np.max(np.abs(want))))
-        assert _max_diff(out[key], want) <= ATOL * scale, f"{key}: {_max_diff(out[key], want)}"
+        assert_close(out[key], want, **FEATURES, what=key)
     # Heatmap: the classifier as a 1x1 conv; averaging its logits over the
     # map is exactly global average pooling then fc.
     heat = zoo.GoogLeNet(weights=ref["files"]["legacy"], mode="heatmap", classes=10,
                          transform_input=True, classifier_activation=None)
     h = heat.predict(ref["x"], verbose=0)
     assert h.shape == (2, 3, 4, 10)
-    assert _max_diff(h.mean(axis=(1, 2)), ref["logits"]) <= ATOL
+    assert_close(h.mean(axis=(1, 2)), ref["logits"], **REFERENCE, what="heatmap mean")
 
 
 def test_googlenet_modes_shapes():
@@ -103,7 +100,7 @@ def test_lrn_matches_torch():
     x = np.random.default_rng(0).uniform(0, 3, (2, 5, 6, 17)).astype("float32")
     got = inception.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(x)
     want = torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(torch.from_numpy(x.transpose(0, 3, 1, 2)))
-    assert _max_diff(got, want.numpy().transpose(0, 2, 3, 1)) <= 1e-6
+    assert_close(got, want.numpy().transpose(0, 2, 3, 1), rtol=0.0, atol=1e-6, what="LRN")
 
 
 def test_ceil_max_pool_matches_torch():
@@ -116,7 +113,7 @@ def test_ceil_max_pool_matches_torch():
             pool = torch.nn.MaxPool2d(k, stride=2, ceil_mode=True)
             want = pool(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
             assert got.shape == want.shape, (k, side)
-            assert _max_diff(got, want) == 0.0
+            assert_close(got, want, **EXACT, what=f"ceil max pool k={k} side={side}")
 
 
 # ----------------------------------------------------------- InceptionV3
@@ -149,21 +146,20 @@ def test_inception_v3_matches_keras_applications(v3_files):
                             classifier_activation=None)
     got = model.predict(ref["x"], verbose=0)
     assert got.shape == ref["logits"].shape
-    assert _max_diff(got, ref["logits"]) <= ATOL, _max_diff(got, ref["logits"])
+    assert_close(got, ref["logits"], **REFERENCE, what="logits")
     heat = zoo.InceptionV3(weights=ref["top"], mode="heatmap", classes=6, classifier_activation=None)
     h = heat.predict(ref["x"], verbose=0)
-    assert _max_diff(h.mean(axis=(1, 2)), ref["logits"]) <= ATOL
+    assert_close(h.mean(axis=(1, 2)), ref["logits"], **REFERENCE, what="heatmap mean")
 
 
 def test_inception_v3_notop_features(v3_files):
     ref = v3_files
     model = zoo.InceptionV3(weights=ref["notop"], mode="features")
     out = model.predict(ref["x"], verbose=0)
-    assert sorted(out) == ["mixed10", "mixed2", "mixed7", "stem"]
+    assert sorted(out) == ["P2", "P3", "P4", "P5"]  # stem, mixed2, mixed7, mixed10
     want = ref["mixed10"]
-    assert out["mixed10"].shape == want.shape
-    scale = max(1.0, float(np.max(np.abs(want))))
-    assert _max_diff(out["mixed10"], want) <= ATOL * scale, _max_diff(out["mixed10"], want)
+    assert out["P5"].shape == want.shape
+    assert_close(out["P5"], want, **FEATURES, what="P5")
     # A file with top into a headless mode: the classifier is ignored.
     zoo.InceptionV3(weights=ref["top"], mode="features")
 

@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.helpers import save_torch
 from zoo.io.errors import CheckpointError
 from zoo.io.pth import is_pth, read_pth
 
@@ -67,7 +68,7 @@ def _assert_same(result, sd):
 
 
 def _save(torch, obj, path, fmt):
-    torch.save(obj, path, _use_new_zipfile_serialization=(fmt == "zip"))
+    save_torch(obj, path, legacy=fmt != "zip")
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])

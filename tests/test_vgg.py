@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.helpers import assert_close, save_torch
 from zoo.layers import bilinear_kernel
 
 
@@ -14,8 +15,7 @@ def _images(n, h, w, seed=0):
 
 
 def _close(a, b, rel=1e-4):
-    scale = max(float(np.abs(b).max()), 1e-6)
-    np.testing.assert_allclose(a, b, rtol=0, atol=rel * scale)
+    assert_close(a, b, rtol=rel, atol=0.0, what="VGG vs reference")
 
 
 def test_classify_matches_keras_applications(vgg16_reference):
@@ -83,7 +83,7 @@ def test_features_and_dense_modes(vgg16_reference):
     _, _, notop = vgg16_reference
     feats = zoo.VGG16(weights=notop, mode="features")
     out = feats.predict_on_batch(_images(1, 96, 128))
-    assert sorted(out) == ["block1", "block2", "block3", "block4", "block5"]
+    assert list(out) == ["P1", "P2", "P3", "P4", "P5"]
     for i, key in enumerate(sorted(out)):
         stride = 2 ** (i + 1)
         assert out[key].shape[1:3] == (96 // stride, 128 // stride)
@@ -98,7 +98,7 @@ def test_vgg19_matches_keras_applications(tmp_path):
     ref = randomize(keras.applications.VGG19(weights=None, include_top=False), seed=2)
     path = save_legacy_h5(ref, str(tmp_path / "vgg19_notop.h5"))
     x = _images(1, 64, 96)
-    ours = zoo.VGG19(weights=path, mode="features").predict_on_batch(x)["block5"]
+    ours = zoo.VGG19(weights=path, mode="features").predict_on_batch(x)["P5"]
     _close(ours, ref.predict_on_batch(x))
 
 
@@ -169,7 +169,7 @@ def test_torchvision_pth_matches_a_torch_forward(tmp_path):
             nn.init.normal_(m.weight, 0, (2.0 / m.weight[0].numel()) ** 0.5)
             nn.init.normal_(m.bias, 0, 0.1)
     path = str(tmp_path / "vgg16-torchvision.pth")
-    torch.save(net.state_dict(), path)
+    save_torch(net.state_dict(), path)
     x = np.random.default_rng(5).normal(size=(2, 224, 224, 3)).astype("float32")
     with torch.no_grad():
         want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
