@@ -606,3 +606,91 @@ def test_folder_cache_notices_changed_files(tmp_path, tfds_dir):
     src = data.load(f"folder:{root}", "train", tfds_dir)
     assert src.num_classes == 3
     np.testing.assert_array_equal(_masks(src)[0], np.full((6, 5), 2))
+
+
+# --------------------------------------------------------------------------
+# 7. Resume after a kill inside the checkpoint save.
+# --------------------------------------------------------------------------
+
+# Runs `zoo finetune`, SIGKILLing itself inside the second epoch's model.save
+# after writing a partial file to whatever name save was given, as a kill
+# in the middle of Keras's write would leave it.
+_KILL_IN_SAVE = (
+    "import os, signal, sys\n"
+    "import keras\n"
+    "from zoo import finetune\n"
+    "saves = []\n"
+    "original = keras.Model.save\n"
+    "def save(self, filepath, *args, **kwargs):\n"
+    "    saves.append(filepath)\n"
+    "    if len(saves) == 2:\n"
+    "        with open(filepath, 'wb') as f:\n"
+    "            f.write(b'PK\\x03\\x04 partial')\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    return original(self, filepath, *args, **kwargs)\n"
+    "keras.Model.save = save\n"
+    "sys.exit(finetune.main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_inside_checkpoint_save(tmp_path):
+    import json
+
+    from zoo import train
+
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        _folder(root / split, [np.eye(32, 32, dtype="uint8"), np.zeros((32, 32), "uint8")], image_size=(32, 32))
+    (root / "classes.txt").write_text("a\nb\n")
+    out = tmp_path / "run"
+    model = next(m for m in ("drn_d_22", "resnet18") if m in train.dense_models())
+    args = ["finetune", "--model", model, "--data", f"folder:{root}", "--out", str(out), "--epochs", "2",
+            "--steps-per-epoch", "1", "--batch-size", "2", "--size", "32", "--data-dir", str(tmp_path / "tfds"),
+            "--verbose", "0"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _KILL_IN_SAVE, *args], capture_output=True, text=True,
+                       env=env, cwd=cwd, timeout=600)
+    assert r.returncode == -9, r.stderr[-3000:]
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 1
+    with zipfile.ZipFile(out / "checkpoint.keras") as zf:  # the epoch-1 file, whole
+        assert zf.testzip() is None
+    r = subprocess.run([sys.executable, "-m", "zoo.finetune", *args], capture_output=True, text=True,
+                       env=env, cwd=cwd, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming {model} from {out / 'checkpoint.keras'} after epoch 1" in r.stdout
+    assert json.loads((out / "state.json").read_text())["epoch"] == 2
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+def test_checkpoint_writer_failing_inside_save_keeps_last_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    import keras
+
+    from zoo import finetune
+
+    model = _tiny_model()
+    writer = finetune._CheckpointWriter(str(tmp_path), {"model": "tiny"})
+    writer.set_model(model)
+    writer.on_epoch_end(0, {"loss": 1.0})
+    first = (tmp_path / "checkpoint.keras").read_bytes()
+    original = keras.Model.save
+
+    def dying_save(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt  # stands in for the kill: nothing after it runs
+
+    monkeypatch.setattr(keras.Model, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        writer.on_epoch_end(1, {"loss": 0.5})
+    assert (tmp_path / "checkpoint.keras").read_bytes() == first
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(keras.Model, "save", original)
+    writer.on_epoch_end(1, {"loss": 0.5})
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 2
+    keras.saving.load_model(tmp_path / "checkpoint.keras")
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.keras", "checkpoint.weights.h5", "state.json"]

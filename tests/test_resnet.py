@@ -65,7 +65,7 @@ def test_keras_top_file_in_heatmap_and_notop_file_in_features(tmp_path):
     g = save_legacy_h5(notop, str(tmp_path / "notop.h5"))
     x = _images(1, H, W, seed=10)
     feats = zoo.ResNet50(weights=g, mode="features").predict_on_batch(x)
-    _close(feats["c5"], notop.predict_on_batch(x), atol=1e-4, rel=1e-5)
+    _close(feats["P5"], notop.predict_on_batch(x), atol=1e-4, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -135,11 +135,15 @@ def test_imagenet_pth_into_features_and_dense(tmp_path):
     ref = tref.randomize(tref.build("resnet18", output_stride=8), seed=11)
     f = _torch_checkpoint(tmp_path, ref, legacy=False)
     x = _images(1, H, W, seed=12)
-    feats = zoo.ResNet18(weights=f, mode="features", output_stride=8).predict_on_batch(x)
+    model = zoo.ResNet18(weights=f, mode="features", output_stride=8)
+    feats = model.predict_on_batch(x)
+    # c3, c4 and c5 all have stride 8: the pyramid's P3 is the deepest, c5.
+    assert sorted(feats) == ["P1", "P2", "P3"]
+    c4_model = keras.Model(model.input, model.get_layer("layer3_1_out").output)
     with torch.no_grad():
         c4, c5 = ref.features(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    _close(feats["c5"], c5.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
-    _close(feats["c4"], c4.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
+    _close(feats["P3"], c5.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
+    _close(c4_model.predict_on_batch(x), c4.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
     # Dense mode: fc is not used, the new FCN head keeps its initial values.
     dense = zoo.ResNet18(weights=f, mode="dense", classes=4)
     want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
@@ -212,10 +216,12 @@ def test_feature_shapes_for_every_output_stride(config, kwargs, output_stride):
                          input_shape=(H, W, 3), **kwargs)
     out = m.predict_on_batch(np.zeros((1, H, W, 3), "float32"))
     exp = 1 if config == "resnet18" else 4
-    strides = {"stem": 2, "c2": 4, "c3": 8, "c4": min(16, output_stride), "c5": output_stride}
-    widths = {"stem": 64, "c2": 64 * exp, "c3": 128 * exp, "c4": 256 * exp, "c5": 512 * exp}
-    for key, s in strides.items():
-        assert out[key].shape == (1, -(-H // s), -(-W // s), widths[key]), key
+    stages = [(2, 64), (4, 64 * exp), (8, 128 * exp), (min(16, output_stride), 256 * exp),
+              (output_stride, 512 * exp)]
+    want = {f"P{s.bit_length() - 1}": (s, width) for s, width in stages}  # deepest per stride
+    assert sorted(out) == sorted(want)
+    for key, (s, width) in want.items():
+        assert out[key].shape == (1, -(-H // s), -(-W // s), width), key
     # Dilation only where strides were removed.
     rates = {l.dilation_rate[0] for l in m.layers if isinstance(l, keras.layers.Conv2D)}
     assert rates == {1: {1}, 2: {1, 2}, 4: {1, 2, 4}}[32 // output_stride]

@@ -83,7 +83,7 @@ def test_features_and_dense_modes(vgg16_reference):
     _, _, notop = vgg16_reference
     feats = zoo.VGG16(weights=notop, mode="features")
     out = feats.predict_on_batch(_images(1, 96, 128))
-    assert sorted(out) == ["block1", "block2", "block3", "block4", "block5"]
+    assert list(out) == ["P1", "P2", "P3", "P4", "P5"]
     for i, key in enumerate(sorted(out)):
         stride = 2 ** (i + 1)
         assert out[key].shape[1:3] == (96 // stride, 128 // stride)
@@ -98,7 +98,7 @@ def test_vgg19_matches_keras_applications(tmp_path):
     ref = randomize(keras.applications.VGG19(weights=None, include_top=False), seed=2)
     path = save_legacy_h5(ref, str(tmp_path / "vgg19_notop.h5"))
     x = _images(1, 64, 96)
-    ours = zoo.VGG19(weights=path, mode="features").predict_on_batch(x)["block5"]
+    ours = zoo.VGG19(weights=path, mode="features").predict_on_batch(x)["P5"]
     _close(ours, ref.predict_on_batch(x))
 
 

@@ -106,7 +106,7 @@ def compare(size=384, seed=0, repeat=3, model=None):
     per_crop = tf.function(lambda x: classifier(x, training=False))
     heat_map = one_pass(image).numpy()
     crop_scores = per_crop(windows).numpy().reshape(1, h, w, -1)
-    exact = head_on_windows(classifier, features(image)["block5"].numpy())
+    exact = head_on_windows(classifier, features(image)["P5"].numpy())
 
     scale = float(np.abs(heat_map).max())
     t_one = _timed(lambda: one_pass(image).numpy(), repeat)

@@ -5,6 +5,7 @@ import math
 import keras
 
 from zoo.flops import count_flops
+from zoo.assembler import min_input_table
 from zoo.registry import get_entry
 from zoo.weights import available_tags
 
@@ -57,6 +58,13 @@ def model_info(name, input_size=(224, 224), **kwargs):
         "modes": list(entry.modes),
         "weights": available_tags(entry.name),
     }
+    features = entry.builder(weights=None, input_shape=(h, w, 3),
+                             **{**kwargs, "mode": "features"}) if "features" in entry.modes else None
+    if features is not None:
+        info["features"] = {k: {"stride": 2 ** int(k[1:]), "channels": int(t.shape[-1])}
+                            for k, t in features.output.items()}
+    info["min_input"] = {m: s for m, s in min_input_table(entry.name, kwargs.get("output_stride")).items()
+                         if m in entry.modes}
     if entry.info_hook is not None:
         info.update(entry.info_hook(model, (h, w), per_layer))
     return info

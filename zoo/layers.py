@@ -215,26 +215,103 @@ class ResizeLike(keras.layers.Layer):
 class MinSize(keras.layers.Layer):
     """Passes its input through, refusing spatial sizes below ``min_size``.
 
-    Heatmap mode's FC-as-conv head needs a full training-crop window; without
-    this guard a small input fails deep inside a convolution with an opaque
-    message.
+    Every model declares its minimum input side per mode (heatmap mode's
+    FC-as-conv head needs a full training-crop window; valid-padded
+    reductions need a few pixels to leave a non-empty map). Without this
+    guard a small input fails deep inside a convolution with an opaque
+    message, or returns an empty map.
+
+    Concrete sizes (eager calls, JAX and PyTorch at run time, static shapes)
+    are checked in Python and raise a ValueError. Symbolic sizes (a JAX
+    ``eval_shape`` or a ``tf.function`` traced with ``None`` dims) are not
+    comparable in Python; on TensorFlow they get a graph assertion instead,
+    which raises ``InvalidArgumentError`` with the same message when the
+    graph runs.
     """
 
-    def __init__(self, min_size, **kwargs):
+    def __init__(self, min_size, mode="heatmap", model=None, **kwargs):
         super().__init__(**kwargs)
         self.min_size = int(min_size)
+        self.mode = mode
+        self.model = model
+
+    def _message(self, size):
+        who = f"{self.model} {self.mode}" if self.model else self.mode
+        return (f"{self.name}: {who} mode: input of {size} is smaller than the "
+                f"{self.min_size}x{self.min_size} minimum (inputs must be at least "
+                f"{self.min_size}x{self.min_size})")
 
     def call(self, x):
-        for side in x.shape[1:3]:
-            if side is not None and side < self.min_size:
-                raise ValueError(
-                    f"{self.name}: input of {tuple(x.shape[1:3])} is smaller than the "
-                    f"{self.min_size}x{self.min_size} training crop that heatmap mode slides"
-                )
+        sides = tuple(x.shape[1:3])
+        concrete = [s for s in sides if isinstance(s, int)]
+        if any(s < self.min_size for s in concrete):
+            raise ValueError(self._message(sides))
+        if len(concrete) < 2 and keras.backend.backend() == "tensorflow":
+            x = _tf_assert_min(x, self.min_size, self._message("(H, W)"))
         return x
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
-        return {**super().get_config(), "min_size": self.min_size}
+        return {**super().get_config(), "min_size": self.min_size, "mode": self.mode,
+                "model": self.model}
+
+
+def _tf_assert_min(x, min_size, message):
+    """A run-time size check inside a TensorFlow graph (unknown dims at
+    trace time). keras.ops has no assertion op; this is the only backend
+    whose traced shapes can stay unknown until the graph runs."""
+    import tensorflow as tf
+
+    if not tf.is_symbolic_tensor(x) and not tf.inside_function():
+        return x
+    hw = tf.shape(x)[1:3]
+    check = tf.debugging.assert_greater_equal(hw, tf.constant(min_size, hw.dtype), message=message)
+    with tf.control_dependencies([check]):
+        return tf.identity(x)
+
+
+def _side(t, axis):
+    """A static side where known (Python int), else the dynamic one."""
+    side = t.shape[axis]
+    return side if isinstance(side, int) else ops.shape(t)[axis]
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FitLike(keras.layers.Layer):
+    """Crops ``x`` to ``ref``'s spatial size from ``offset``, zero-padding the
+    bottom/right where ``x`` is short.
+
+    The general (non-Caffe) FCN alignment: a ``k = 2s`` stride-``s``
+    transposed convolution lands input cell ``i`` at output ``s*i + s/2``
+    after an ``s/2`` crop; backbones with floor-mode pooling can leave that
+    map a few pixels short of the reference, which the pad fills.
+    """
+
+    def __init__(self, offset, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+
+    def call(self, inputs):
+        x, ref = inputs
+        o = self.offset
+        x = x[:, o:, o:, :]
+        h, w = _side(ref, 1), _side(ref, 2)
+        pads = [h - _side(x, 1), w - _side(x, 2)]
+        if all(isinstance(p, int) for p in pads):
+            pads = [max(p, 0) for p in pads]
+        else:
+            pads = [ops.maximum(p, 0) for p in pads]
+        x = ops.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]])
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shapes):
+        x, ref = input_shapes
+        return (x[0], ref[1], ref[2], x[3])
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
 
 
 def _split_phases(x, dh, dw):

@@ -63,3 +63,7 @@ def get_head(name):
 def list_heads():
     """Sorted names of the registered heads."""
     return sorted(_HEADS)
+
+
+# The heads themselves register on import (after the registry exists).
+from zoo.heads import bilinear, deeplab, drnseg, fcn  # noqa: E402,F401

@@ -26,9 +26,9 @@ Differences from the official code, all deliberate:
 import keras
 from keras import layers
 
-from zoo.common import DEFAULT, check_choice, resolve_mode
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
+from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap
-from zoo.layers import CropLike, DepthwiseConv2DTranspose
 from zoo.registry import register_model
 from zoo.weights import available_tags, load_weights, manifest_entry
 
@@ -111,8 +111,6 @@ ARCH_STAGES = {
 EXPANSION = {"basic": 1, "bottleneck": 4}
 BN_EPS = 1e-5
 TRAIN_CROP = 224
-# DRNSeg's upsampling: ConvTranspose2d(C, C, 16, stride=8, padding=4, groups=C).
-UP_KERNEL, UP_STRIDE, UP_CROP = 16, 8, 4
 
 
 def conv_bn(x, filters, kernel, stride, dilation, conv_name, bn_name, relu_name=None):
@@ -256,17 +254,20 @@ def drn_backbone(x, config, output_stride=8):
         output_stride: see :func:`stage_plan`.
 
     Returns:
-        An ordered dict of stage outputs, ``layer1`` ... (the official
-        ``out_middle``); the last one feeds the classifier.
+        A :class:`zoo.assembler.Stages` of the stage outputs ``layer1`` ...
+        (the official ``out_middle``) with their strides; the last one feeds
+        the classifier. DRN-C/D's ``layer1`` has stride 1 (pyramid ``P0``).
     """
     arch, block, _ = DRN_CONFIGS[config]
     names, width, stride, maxpool = ARCH_STAGES[arch]["stem"]
     x = conv_bn(x, width, 7, stride, 1, *names)
+    total = stride
     if maxpool:
         # Zero padding equals PyTorch's -inf padding after a ReLU.
         x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
-    feats = {}
+        total *= 2
+    stages = []
     for name, unit, channels, stride, dilation, first, residual, count in stage_plan(config, output_stride):
         if unit == "convs":
             x = conv_stack(x, channels, count, stride, dilation, name)
@@ -275,8 +276,9 @@ def drn_backbone(x, config, output_stride=8):
             for i in range(count):
                 d = first if i == 0 else dilation
                 x = fn(x, channels, stride if i == 0 else 1, (d, d), residual, f"{name}_{i}")
-        feats[name] = x
-    return feats
+        total *= stride
+        stages.append((x, total))
+    return Stages(tuple(stages))
 
 
 def torch_children(config):
@@ -286,8 +288,15 @@ def torch_children(config):
     return list(spec["children"]) + [s[0] for s in stage_plan(config)]
 
 
-def drn_weight_map(config, mode):
-    """The :class:`WeightMap` for a DRN or DRNSeg state_dict into ``mode``."""
+def drn_weight_map(config, mode=None):
+    """The :class:`WeightMap` for a DRN or DRNSeg state_dict: the base name
+    rule, or with ``mode`` the assembler's full map for that mode (default
+    head)."""
+    if mode is not None:
+        from zoo.assembler import derive_weight_map
+        from zoo.heads import get_head
+
+        return derive_weight_map(drn_spec(config), mode, get_head("drnseg"))
     children = torch_children(config)
 
     def torch_name(path):
@@ -298,25 +307,7 @@ def drn_weight_map(config, mode):
             path = f"{head}.{rest}" if rest else head
         return path.replace(".", "_")
 
-    ignore = list(ARCH_STAGES[DRN_CONFIGS[config][0]]["unused"])
-    optional = []
-    if mode in ("classify", "heatmap"):
-        ignore += ["seg", "up"]
-    elif mode == "dense":
-        ignore += ["fc"]
-        optional += ["seg", "up"]
-    else:
-        ignore += ["fc", "seg", "up"]
-    return WeightMap(torch=torch_name, ignore=tuple(ignore), optional=tuple(optional))
-
-
-def _check_size(input_shape):
-    for side in input_shape[:2]:
-        if side is not None and side < 1:
-            raise ValueError(
-                f"input_shape={tuple(input_shape)} gives an empty feature map; "
-                "DRNs need inputs of at least 1x1 (the stride-8 map has ceil(H/8) rows)"
-            )
+    return WeightMap(torch=torch_name, ignore=tuple(ARCH_STAGES[DRN_CONFIGS[config][0]]["unused"]))
 
 
 def _default_classes(config, weights):
@@ -326,32 +317,30 @@ def _default_classes(config, weights):
     return 1000
 
 
-def _drn(config, weights, mode, input_shape, classes, classifier_activation, name, output_stride=8):
+CLASSIFIER = Classifier("pool_conv", ("fc",), pool="avgpool", flatten="predictions")
+
+
+def drn_spec(config):
+    """The :class:`zoo.assembler.Backbone` of one DRN."""
+    arch = DRN_CONFIGS[config][0]
+    return Backbone(
+        name=config,
+        build=lambda x, output_stride: drn_backbone(x, config, output_stride),
+        classifier=CLASSIFIER,
+        output_strides=tuple(sorted(ARCH_STAGES[arch]["output_strides"])),
+        default_output_stride={m: 8 for m in ("classify", "heatmap", "dense", "features")},
+        default_head="drnseg",
+        min_input={"features": 1},
+        weight_map=drn_weight_map(config),
+        classify_input=None,
+    )
+
+
+def _drn(config, weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
     if classes is None:
         classes = _default_classes(config, weights)
-    if input_shape is None and mode == "classify":
-        input_shape = (None, None, 3)  # global pooling takes any size
-    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
-    _check_size(input_shape)
-    if mode == "dense" and output_stride != 8:
-        raise ValueError("dense mode (DRNSeg) upsamples x8 and needs output_stride=8")
-    inputs = keras.Input(input_shape, name="input")
-    feats = drn_backbone(inputs, config, output_stride)
-    x = feats[list(feats)[-1]]
-    if mode == "classify":
-        x = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
-        x = layers.Conv2D(classes, 1, activation=act, name="fc")(x)
-        outputs = layers.Flatten(name="predictions")(x)
-    elif mode == "heatmap":
-        outputs = layers.Conv2D(classes, 1, activation=act, name="fc")(x)
-    elif mode == "dense":
-        x = layers.Conv2D(classes, 1, name="seg")(x)
-        x = DepthwiseConv2DTranspose(UP_KERNEL, UP_STRIDE, crop=UP_CROP, trainable=False, name="up")(x)
-        outputs = CropLike(0, name="crop")([x, inputs])
-    else:
-        outputs = feats
-    model = keras.Model(inputs, outputs, name=name or config)
-    return load_weights(model, weights, config, drn_weight_map(config, mode))
+    return assemble(drn_spec(config), weights=weights, mode=mode, input_shape=input_shape,
+                    classes=classes, classifier_activation=classifier_activation, name=name, **kwargs)
 
 
 def _info_hook(config):
@@ -402,73 +391,73 @@ def _doc(builder, config):
 
 
 def DRN_A_18(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, output_stride=8):
-    return _drn("drn_a_18", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_a_18", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_A_34(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, output_stride=8):
-    return _drn("drn_a_34", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_a_34", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_A_50(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, output_stride=8):
-    return _drn("drn_a_50", weights, mode, input_shape, classes, classifier_activation, name, output_stride)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_a_50", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_C_26(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_c_26", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_c_26", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_C_42(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_c_42", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_c_42", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_C_58(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_c_58", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_c_58", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_22(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_22", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_22", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_24(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_24", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_24", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_38(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_38", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_38", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_40(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_40", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_40", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_54(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_54", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_54", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_56(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_56", weights, mode, input_shape, classes, classifier_activation, name)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_56", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_105(weights=None, mode="classify", input_shape=None, classes=None,
-              classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_105", weights, mode, input_shape, classes, classifier_activation, name)
+              classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_105", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def DRN_D_107(weights=None, mode="classify", input_shape=None, classes=None,
-              classifier_activation=DEFAULT, name=None):
-    return _drn("drn_d_107", weights, mode, input_shape, classes, classifier_activation, name)
+              classifier_activation=DEFAULT, name=None, **kwargs):
+    return _drn("drn_d_107", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 BUILDERS = {
@@ -480,5 +469,6 @@ BUILDERS = {
 
 for _name, _builder in BUILDERS.items():
     _doc(_builder, _name)
+    register_backbone(_name, lambda n=_name: drn_spec(n))
     register_model(_name, _builder, "drn", output_stride=8, info_mode="classify",
                    info_hook=_info_hook(_name))

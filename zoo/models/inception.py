@@ -23,16 +23,17 @@ the window's real maximum, and the output sizes and windows equal PyTorch's
 ``ceil_mode=True`` for every input size.
 """
 
+import dataclasses
 import os
 
 import keras
 from keras import layers, ops
 
-from zoo.common import DEFAULT, check_min_size, resolve_mode
-from zoo.convert import WeightMap
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
+from zoo.common import DEFAULT
 from zoo.info import count_parameters
 from zoo.io.errors import CheckpointError
-from zoo.layers import ResizeLike, conv_bn_relu, inception_block
+from zoo.layers import conv_bn_relu, inception_block
 from zoo.registry import register_model
 from zoo.weights import load_weights, manifest_entry, resolve_file
 
@@ -269,28 +270,6 @@ def v3_block_e(x, _, name, concat_name):
 V3_BLOCK_FNS = {"a": v3_block_a, "b": v3_block_b, "c": v3_block_c, "d": v3_block_d, "e": v3_block_e}
 
 
-def dense_head(x, skips, inputs, classes):
-    """FCN-style head: a 1x1 score on the last map, upsampled (bilinear) and
-    fused with zero-initialised 1x1 scores of shallower maps, then resized to
-    the input's size.
-
-    Args:
-        x: the stride-32 features.
-        skips: ``[(name, tensor), ...]`` from deep to shallow.
-        inputs: the model input (the output's size).
-        classes: output channels.
-
-    Returns:
-        Logits of shape (N, H, W, classes).
-    """
-    x = layers.Conv2D(classes, 1, name="score")(x)
-    for src, feat in skips:
-        x = ResizeLike(name=f"up_{src}")([x, feat])
-        skip = layers.Conv2D(classes, 1, kernel_initializer="zeros", name=f"score_{src}")(feat)
-        x = layers.Add(name=f"fuse_{src}")([x, skip])
-    return ResizeLike(name="upscore")([x, inputs])
-
-
 # --------------------------------------------------------------- savings
 
 
@@ -397,10 +376,67 @@ def _savings_hook(blocks):
 # --------------------------------------------------------------- builders
 
 
-def _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
-               batch_norm, aux_logits, transform_input, dropout):
-    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, 224)
+GOOGLENET_MIN_INPUT = {True: 15, False: 31}  # the last ceil-mode pool keeps one cell
+
+
+def googlenet_spec(batch_norm=True, transform_input=False, dropout=None):
+    """The :class:`zoo.assembler.Backbone` of GoogLeNet (either variant)."""
     variant = GOOGLENET_VARIANTS[bool(batch_norm)]
+    use_bn = bool(batch_norm)
+
+    def build(x, output_stride):
+        del output_stride
+        if transform_input:
+            x = layers.Rescaling(
+                scale=[s / 0.5 for s in IMAGENET_STD],
+                offset=[(m - 0.5) / 0.5 for m in IMAGENET_MEAN], name="transform_input")(x)
+        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = conv_bn_relu(x, 64, 7, "conv1", strides=2, padding="valid", use_bn=use_bn)
+        x = ceil_max_pool(x, 3, "maxpool1")
+        if variant["lrn"]:
+            x = LocalResponseNorm(name="norm1")(x)
+        x = conv_bn_relu(x, 64, 1, "conv2", use_bn=use_bn)
+        x = conv_bn_relu(x, 192, 3, "conv3", use_bn=use_bn)
+        if variant["lrn"]:
+            x = LocalResponseNorm(name="norm2")(x)
+        stages = [(x, 4)]
+        x = ceil_max_pool(x, 3, "maxpool2")
+        block_out, stride = {}, 8
+        for _, blocks, pool in GOOGLENET_STAGES:
+            for block in blocks:
+                x = inception_block(x, *GOOGLENET_BLOCKS[block], name=block, use_bn=use_bn,
+                                    kernel_5x5=variant["kernel_5x5"])
+                block_out[block] = x
+            stages.append((x, stride))
+            if pool:
+                x = ceil_max_pool(x, variant["maxpool4"] if pool == "maxpool4" else 3, pool)
+                stride *= 2
+        return Stages(tuple(stages), extras=block_out)
+
+    def finish(outputs, built, mode, classes, act):
+        if mode != "classify" or not aux_logits_flag[0]:
+            return outputs
+        aux = {k: googlenet_aux(built.extras[src], classes, act, k, use_bn, variant["aux_pool"])
+               for k, src in GOOGLENET_AUX.items()}
+        # torchvision's order: (logits, aux2, aux1).
+        return [outputs, aux["aux2"], aux["aux1"]]
+
+    aux_logits_flag = [False]
+    spec = Backbone(
+        name="googlenet",
+        build=build,
+        classifier=Classifier("pool_fc", ("fc",), pool="avgpool",
+                              dropout=("dropout", variant["dropout"] if dropout is None else dropout)),
+        default_head="bilinear",
+        head_extras={"bilinear_skips": (("inception4e", "P4"), ("inception3b", "P3"))},
+        min_input={"features": GOOGLENET_MIN_INPUT[use_bn]},
+        finish=finish,
+    )
+    return spec, aux_logits_flag
+
+
+def _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
+               batch_norm, aux_logits, transform_input, dropout, **kwargs):
     if aux_logits and mode != "classify":
         raise ValueError(f"aux_logits=True needs mode='classify'; got mode={mode!r}")
     tagged = isinstance(weights, str) and weights == "imagenet"
@@ -410,97 +446,58 @@ def _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
     if transform_input is None:
         transform_input = bool(tagged and manifest_entry("googlenet", weights)
                                .get("preprocessing", {}).get("transform_input", False))
-    use_bn = bool(batch_norm)
-    inputs = keras.Input(input_shape, name="input")
-    x = inputs
-    if transform_input:
-        x = layers.Rescaling(
-            scale=[s / 0.5 for s in IMAGENET_STD],
-            offset=[(m - 0.5) / 0.5 for m in IMAGENET_MEAN], name="transform_input")(x)
-    x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = conv_bn_relu(x, 64, 7, "conv1", strides=2, padding="valid", use_bn=use_bn)
-    x = ceil_max_pool(x, 3, "maxpool1")
-    if variant["lrn"]:
-        x = LocalResponseNorm(name="norm1")(x)
-    x = conv_bn_relu(x, 64, 1, "conv2", use_bn=use_bn)
-    x = conv_bn_relu(x, 192, 3, "conv3", use_bn=use_bn)
-    if variant["lrn"]:
-        x = LocalResponseNorm(name="norm2")(x)
-    feats = {"stem": x}
-    x = ceil_max_pool(x, 3, "maxpool2")
-    block_out = {}
-    for stage, blocks, pool in GOOGLENET_STAGES:
-        for block in blocks:
-            x = inception_block(x, *GOOGLENET_BLOCKS[block], name=block, use_bn=use_bn,
-                                kernel_5x5=variant["kernel_5x5"])
-            block_out[block] = x
-        feats[stage] = x
-        if pool:
-            x = ceil_max_pool(x, variant["maxpool4"] if pool == "maxpool4" else 3, pool)
-    x = feats["inception5"]
-    if mode == "classify":
-        x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-        x = layers.Dropout(variant["dropout"] if dropout is None else dropout, name="dropout")(x)
-        outputs = layers.Dense(classes, activation=act, name="fc")(x)
-        if aux_logits:
-            aux = {k: googlenet_aux(block_out[src], classes, act, k, use_bn, variant["aux_pool"])
-                   for k, src in GOOGLENET_AUX.items()}
-            # torchvision's order: (logits, aux2, aux1).
-            outputs = [outputs, aux["aux2"], aux["aux1"]]
-    elif mode == "heatmap":
-        outputs = layers.Conv2D(classes, 1, activation=act, name="fc")(x)
-    elif mode == "dense":
-        outputs = dense_head(x, [("inception4e", feats["inception4"]),
-                                 ("inception3b", feats["inception3"])], inputs, classes)
-    else:
-        outputs = feats
-    model = keras.Model(inputs, outputs, name=name or ("googlenet" if batch_norm else "googlenet_paper"))
-    ignore = () if aux_logits else ("aux1_*", "aux2_*")
-    if mode in ("dense", "features"):
-        ignore += ("fc",)
-    weight_map = WeightMap(ignore=ignore, optional=("score*",) if mode == "dense" else ())
-    return load_weights(model, weights, "googlenet", weight_map)
+    spec, flag = googlenet_spec(batch_norm, transform_input, dropout)
+    flag[0] = bool(aux_logits)
+    return assemble(spec, weights=weights, mode=mode, input_shape=input_shape, classes=classes,
+                    classifier_activation=classifier_activation,
+                    name=name or ("googlenet" if batch_norm else "googlenet_paper"),
+                    extra_ignore=() if aux_logits else ("aux1_*", "aux2_*"), **kwargs)
 
 
-def _inception_v3(weights, mode, input_shape, classes, classifier_activation, name):
-    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, 299)
-    check_min_size(input_shape, V3_MIN_SIZE, mode)
-    inputs = keras.Input(input_shape, name="input")
-    x = v3_conv(inputs, 32, 3, "Conv2d_1a_3x3", strides=2, padding="valid")
+def _v3_build(x, output_stride):
+    del output_stride
+    x = v3_conv(x, 32, 3, "Conv2d_1a_3x3", strides=2, padding="valid")
     x = v3_conv(x, 32, 3, "Conv2d_2a_3x3", padding="valid")
     x = v3_conv(x, 64, 3, "Conv2d_2b_3x3")
     x = layers.MaxPooling2D(3, strides=2, name="maxpool1")(x)
     x = v3_conv(x, 80, 1, "Conv2d_3b_1x1", padding="valid")
     x = v3_conv(x, 192, 3, "Conv2d_4a_3x3", padding="valid")
-    feats = {"stem": x}
+    stages = [(x, 4)]
     x = layers.MaxPooling2D(3, strides=2, name="maxpool2")(x)
     for concat_name, prefix, kind, arg in INCEPTION_V3_BLOCKS:
         x = V3_BLOCK_FNS[kind](x, arg, prefix, concat_name)
         if concat_name in V3_STAGES:
-            feats[concat_name] = x
-    if mode == "classify":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        outputs = layers.Dense(classes, activation=act, name="predictions")(x)
-    elif mode == "heatmap":
-        outputs = layers.Conv2D(classes, 1, activation=act, name="predictions")(x)
-    elif mode == "dense":
-        outputs = dense_head(x, [("mixed7", feats["mixed7"]), ("mixed2", feats["mixed2"])],
-                             inputs, classes)
-    else:
-        outputs = feats
-    model = keras.Model(inputs, outputs, name=name or "inception_v3")
+            stages.append((x, V3_STAGES[concat_name]))
+    return Stages(tuple(stages))
+
+
+def _v3_load(model, weights, weight_map, mode):
     if weights is None:
         return model
-    headless = mode in ("dense", "features")
     path = weights
     if isinstance(weights, str) and weights in ("imagenet",):
-        path = resolve_file("inception_v3", weights, "notop" if headless else "top")
-    weight_map = WeightMap(
-        h5=v3_h5_renames(path),
-        ignore=("predictions",) if headless else (),
-        optional=("score*",) if mode == "dense" else (),
-    )
+        path = resolve_file("inception_v3", weights, "notop" if mode in ("dense", "features") else "top")
+    weight_map = dataclasses.replace(weight_map, h5=v3_h5_renames(path))
     return load_weights(model, path, "inception_v3", weight_map)
+
+
+INCEPTION_V3_SPEC = Backbone(
+    name="inception_v3",
+    build=_v3_build,
+    classifier=Classifier("pool_fc", ("predictions",), pool="avg_pool"),
+    default_head="bilinear",
+    head_extras={"bilinear_skips": (("mixed7", "P4"), ("mixed2", "P3"))},
+    min_input={"features": V3_MIN_SIZE},
+    train_crop=299,
+    classify_input=299,
+    load=_v3_load,
+)
+
+
+def _inception_v3(weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
+    return assemble(INCEPTION_V3_SPEC, weights=weights, mode=mode, input_shape=input_shape,
+                    classes=classes, classifier_activation=classifier_activation,
+                    name=name or "inception_v3", **kwargs)
 
 
 def _keras_legacy_weighted_names(path):
@@ -639,14 +636,14 @@ def _doc(builder, summary, extra=""):
 
 def GoogLeNet(weights=None, mode="classify", input_shape=None, classes=1000,
               classifier_activation=DEFAULT, name=None, batch_norm=True, aux_logits=False,
-              transform_input=None, dropout=None):
+              transform_input=None, dropout=None, **kwargs):
     return _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
-                      batch_norm, aux_logits, transform_input, dropout)
+                      batch_norm, aux_logits, transform_input, dropout, **kwargs)
 
 
 def InceptionV3(weights=None, mode="classify", input_shape=None, classes=1000,
-                classifier_activation=DEFAULT, name=None):
-    return _inception_v3(weights, mode, input_shape, classes, classifier_activation, name)
+                classifier_activation=DEFAULT, name=None, **kwargs):
+    return _inception_v3(weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 _doc(GoogLeNet, "GoogLeNet: torchvision's BN variant by default, the paper's with batch_norm=False.", """
@@ -661,6 +658,8 @@ _doc(GoogLeNet, "GoogLeNet: torchvision's BN variant by default, the paper's wit
         dropout: rate before ``fc`` (default 0.2, paper 0.4).""")
 _doc(InceptionV3, "Inception v3, keras.applications' network with explicit layer names.")
 
+register_backbone("googlenet", lambda: googlenet_spec()[0])
+register_backbone("inception_v3", lambda: INCEPTION_V3_SPEC)
 register_model("googlenet", GoogLeNet, "inception", output_stride=32,
                info_hook=_savings_hook([(b, GOOGLENET_REDUCTIONS) for b in GOOGLENET_BLOCKS]))
 register_model("inception_v3", InceptionV3, "inception", output_stride=32,

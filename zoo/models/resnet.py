@@ -28,10 +28,10 @@ import re
 import keras
 from keras import layers
 
-from zoo.common import DEFAULT, check_choice, check_min_size, resolve_mode
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
+from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap, default_torch_name
 from zoo.io.errors import CheckpointError
-from zoo.layers import MinSize, ResizeLike
 from zoo.registry import register_model
 from zoo.weights import load_weights, manifest_entry, read_checkpoint, resolve_file
 
@@ -49,8 +49,6 @@ OUTPUT_STRIDES = (8, 16, 32)
 STEM_STRIDE = 4
 TRAIN_CROP = 224
 POOL_WINDOW = 7  # c5 cells under a 224 crop at stride 32
-FCN_DROPOUT = 0.1
-FCN_BN_EPSILON = 1e-5  # torchvision's FCNHead BatchNorm2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,30 +226,14 @@ def bottleneck_block(x, filters, stride, first_dilation, dilation, layout, name)
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 
-def fcn_head(x, classes, name_prefix):
-    """torchvision's ``FCNHead``: 3x3 conv (C/4, no bias), BN, ReLU, dropout, 1x1 conv.
-
-    Args:
-        x: backbone features (c5, or c4 for the auxiliary head).
-        classes: output channels.
-        name_prefix: ``"classifier"`` or ``"aux_classifier"``.
-
-    Returns:
-        Logits at the feature map's resolution.
-    """
-    inter = x.shape[-1] // 4
-    x = layers.Conv2D(inter, 3, padding="same", use_bias=False, name=f"{name_prefix}_0")(x)
-    x = layers.BatchNormalization(epsilon=FCN_BN_EPSILON, name=f"{name_prefix}_1")(x)
-    x = layers.Activation("relu", name=f"{name_prefix}_2")(x)
-    x = layers.Dropout(FCN_DROPOUT, name=f"{name_prefix}_3")(x)
-    return layers.Conv2D(classes, 1, name=f"{name_prefix}_4")(x)
-
-
 def resnet_backbone(x, config, layout, output_stride):
     """Stem and four stages.
 
     Returns:
-        A dict ``stem`` (stride 2, after the first ReLU), ``c2`` ... ``c5``.
+        A :class:`zoo.assembler.Stages`: the stem after its ReLU (stride 2)
+        and the four stages (strides 4, 8, 16, 32 without dilation; dilated
+        stages keep the stride they have, so the pyramid's deepest level at
+        that stride is the last stage).
     """
     kind, depths = RESNET_CONFIGS[config]
     block_fn = BLOCKS[kind]
@@ -260,10 +242,11 @@ def resnet_backbone(x, config, layout, output_stride):
     x = layers.Conv2D(64, 7, strides=2, use_bias=layout.use_bias, name=conv)(x)
     x = layers.BatchNormalization(epsilon=layout.epsilon, name=bn)(x)
     x = layers.Activation("relu", name=relu)(x)
-    feats = {"stem": x}
+    stages = [(x, 2)]
     # After a ReLU, zero padding equals torch's -inf padding for max pooling.
     x = layers.ZeroPadding2D(1, name=pool_pad)(x)
     x = layers.MaxPooling2D(3, strides=2, name=pool)(x)
+    total = STEM_STRIDE
     for s, (depth, width, (stride, first_dilation, dilation)) in enumerate(
         zip(depths, STAGE_WIDTHS, stage_plan(output_stride))
     ):
@@ -273,8 +256,9 @@ def resnet_backbone(x, config, layout, output_stride):
                 x = block_fn(x, width, stride, first_dilation, dilation, layout, name)
             else:
                 x = block_fn(x, width, 1, dilation, dilation, layout, name)
-        feats[f"c{s + 2}"] = x
-    return feats
+        total *= stride
+        stages.append((x, total))
+    return Stages(tuple(stages))
 
 
 # ----------------------------------------------------------------- weights
@@ -316,25 +300,16 @@ def _file_key(model_name, weights, layout, headless):
     return key
 
 
-def _torch_name(aux_head):
-    def name(path):
-        if path.startswith("backbone."):
-            path = path[len("backbone."):]
-        if path.startswith("aux_classifier.") and not aux_head:
-            return None  # torchvision's FCN checkpoints carry it; unused here
-        return default_torch_name(path)
-
-    return name
+def _torch_name(path):
+    """torchvision's segmentation models prefix the ResNet with ``backbone.``."""
+    if path.startswith("backbone."):
+        path = path[len("backbone."):]
+    return default_torch_name(path)
 
 
-def _load(model, weights, model_name, layout, mode, aux_head):
+def _load(model, weights, model_name, layout, mode, weight_map):
     headless = mode in ("dense", "features")
     file_key = _file_key(model_name, weights, layout, headless)
-    weight_map = WeightMap(
-        torch=_torch_name(aux_head),
-        ignore=((layout.classifier,) if headless else ()) + (() if mode == "dense" else ("classifier_*",)),
-        optional=("classifier_*", "aux_classifier_*") if mode == "dense" else (),
-    )
     try:
         return load_weights(model, weights, model_name, weight_map, file_key=file_key)
     except CheckpointError as err:
@@ -354,48 +329,35 @@ def _load(model, weights, model_name, layout, mode, aux_head):
 # ----------------------------------------------------------------- builder
 
 
-def _resnet(config, weights, mode, input_shape, classes, classifier_activation, name,
-            stride_in_1x1=False, output_stride=None, aux_head=False):
+def resnet_spec(config, stride_in_1x1=False, model_name=None):
+    """The :class:`zoo.assembler.Backbone` of one ResNet in one layout."""
     kind, _ = RESNET_CONFIGS[config]
     if stride_in_1x1 and kind == "basic":
         raise ValueError(f"{config} exists in the torchvision layout only; stride_in_1x1 must be False")
     layout = LAYOUTS["keras" if stride_in_1x1 else "torchvision"]
-    if output_stride is None:
-        output_stride = 8 if mode == "dense" else 32
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(
-            f"output_stride must be one of {OUTPUT_STRIDES} (stages beyond it are dilated); "
-            f"got {output_stride!r}"
-        )
-    if aux_head and mode != "dense":
-        raise ValueError("aux_head=True needs mode='dense' (it is the FCN auxiliary head on c4)")
-    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
-    inputs = keras.Input(input_shape, name="input")
-    x = inputs
-    if mode == "heatmap":
-        min_size = TRAIN_CROP * output_stride // 32
-        check_min_size(input_shape, min_size, mode)
-        x = MinSize(min_size, name="min_size")(x)
-    feats = resnet_backbone(x, config, layout, output_stride)
-    c5 = feats["c5"]
-    if mode == "classify":
-        x = layers.GlobalAveragePooling2D(name=layout.pool)(c5)
-        outputs = layers.Dense(classes, activation=act, name=layout.classifier)(x)
-    elif mode == "heatmap":
-        x = layers.AveragePooling2D(POOL_WINDOW, strides=1, name=layout.pool)(c5)
-        outputs = layers.Conv2D(classes, 1, activation=act, name=layout.classifier)(x)
-    elif mode == "dense":
-        out = ResizeLike(name="upsample")([fcn_head(c5, classes, "classifier"), inputs])
-        if aux_head:
-            aux = ResizeLike(name="aux_upsample")(
-                [fcn_head(feats["c4"], classes, "aux_classifier"), inputs])
-            outputs = {"out": out, "aux": aux}
-        else:
-            outputs = out
-    else:
-        outputs = feats
-    model = keras.Model(inputs, outputs, name=name or config)
-    return _load(model, weights, config, layout, mode, aux_head)
+    model_name = model_name or config
+    return Backbone(
+        name=config,
+        build=lambda x, output_stride: resnet_backbone(x, config, layout, output_stride),
+        classifier=Classifier("pool_fc", (layout.classifier,), pool=layout.pool, window=POOL_WINDOW),
+        output_strides=OUTPUT_STRIDES,
+        default_output_stride={"dense": 8},
+        default_head="fcn",
+        min_input={"features": 1},
+        weight_map=WeightMap(torch=_torch_name),
+        load=lambda model, weights, weight_map, mode: _load(
+            model, weights, model_name, layout, mode, weight_map),
+        file_key=lambda mode: "torch" if layout.name == "torchvision" else (
+            "keras_notop" if mode in ("dense", "features") else "keras_top"),
+    )
+
+
+def _resnet(config, weights, mode, input_shape, classes, classifier_activation, name,
+            stride_in_1x1=False, model_name=None, **kwargs):
+    return assemble(resnet_spec(config, stride_in_1x1, model_name), weights=weights, mode=mode,
+                    input_shape=input_shape, classes=classes,
+                    classifier_activation=classifier_activation, name=name,
+                    model_name=model_name, **kwargs)
 
 
 _DOC = """{summary}
@@ -429,36 +391,31 @@ _STRIDE_ARG = """
 
 
 def ResNet18(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, output_stride=None, aux_head=False):
-    return _resnet("resnet18", weights, mode, input_shape, classes, classifier_activation, name,
-                   False, output_stride, aux_head)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _resnet("resnet18", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def ResNet34(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, output_stride=None, aux_head=False):
-    return _resnet("resnet34", weights, mode, input_shape, classes, classifier_activation, name,
-                   False, output_stride, aux_head)
+             classifier_activation=DEFAULT, name=None, **kwargs):
+    return _resnet("resnet34", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def ResNet50(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
-             output_stride=None, aux_head=False):
+             classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
     return _resnet("resnet50", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, output_stride, aux_head)
+                   stride_in_1x1, **kwargs)
 
 
 def ResNet101(weights=None, mode="classify", input_shape=None, classes=1000,
-              classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
-              output_stride=None, aux_head=False):
+              classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
     return _resnet("resnet101", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, output_stride, aux_head)
+                   stride_in_1x1, **kwargs)
 
 
 def ResNet152(weights=None, mode="classify", input_shape=None, classes=1000,
-              classifier_activation=DEFAULT, name=None, stride_in_1x1=True,
-              output_stride=None, aux_head=False):
+              classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
     return _resnet("resnet152", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, output_stride, aux_head)
+                   stride_in_1x1, **kwargs)
 
 
 def _stage_flops(model, input_size, per_layer):
@@ -489,5 +446,45 @@ for _name, _builder in (("resnet18", ResNet18), ("resnet34", ResNet34), ("resnet
                 f"with output_stride and FCN head.",
         extra=_STRIDE_ARG if _kind == "bottleneck" else "",
     )
+    register_backbone(_name, lambda n=_name: resnet_spec(n, RESNET_CONFIGS[n][0] == "bottleneck"))
     register_model(_name, _builder, "resnet", output_stride=32, info_mode="classify",
                    info_hook=_stage_flops)
+
+
+def _deeplabv3(config):
+    def builder(weights=None, mode="dense", input_shape=None, classes=21,
+                classifier_activation=None, name=None, **kwargs):
+        kwargs.setdefault("head", "deeplabv3")
+        return _resnet(config, weights, mode, input_shape, classes, classifier_activation,
+                       name or f"deeplabv3_{config}", stride_in_1x1=False,
+                       model_name=f"deeplabv3_{config}", **kwargs)
+
+    builder.__name__ = f"DeepLabV3_{config.capitalize()}"
+    builder.__doc__ = f"""torchvision's ``deeplabv3_{config}``: the torchvision-layout {config}
+    at output stride 8 with the ``"deeplabv3"`` head (``aux_head=True`` adds the
+    auxiliary FCN head). Same as ``zoo.create_model("{config}", mode="dense",
+    head="deeplabv3", stride_in_1x1=False, classes=21)``; its ``coco_voc`` tag
+    is torchvision's COCO-with-VOC-labels checkpoint.
+
+    Args:
+        weights: None, ``"coco_voc"`` or a torchvision state_dict path.
+        mode: ``"dense"`` only.
+        input_shape: defaults to (None, None, 3).
+        classes: output classes (21).
+        classifier_activation: None (logits).
+        name: model name.
+        **kwargs: ``aux_head``, ``output_stride``, ``in_channels``,
+            ``include_preprocessing``, ``preprocessing``.
+
+    Returns:
+        A ``keras.Model``.
+    """
+    return builder
+
+
+DeepLabV3_ResNet50 = _deeplabv3("resnet50")
+DeepLabV3_ResNet101 = _deeplabv3("resnet101")
+for _name, _builder in (("deeplabv3_resnet50", DeepLabV3_ResNet50),
+                        ("deeplabv3_resnet101", DeepLabV3_ResNet101)):
+    register_backbone(_name, lambda n=_name: resnet_spec(n[len("deeplabv3_"):], False, n))
+    register_model(_name, _builder, "resnet", output_stride=8, modes=("dense",), info_mode="dense")

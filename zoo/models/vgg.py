@@ -12,28 +12,17 @@ row-major in (h, w, c), the conv kernel's order).
 import keras
 from keras import layers
 
-from zoo.common import DEFAULT, check_min_size, resolve_mode
+from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
+from zoo.common import DEFAULT
 from zoo.convert import WeightMap
-from zoo.layers import BilinearInitializer, CropLike, MinSize, ResizeLike, WindowConv2D
+from zoo.layers import WindowConv2D
 from zoo.registry import register_model
-from zoo.weights import load_weights
 
 # Convolutions per block; every block ends with a 2x2 max pool.
 VGG_CONFIGS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 HEAD_LAYERS = ("fc1", "fc2", "predictions")
 TRAIN_CROP = 224
-
-# FCN heads (the reference Caffe nets): skips as (source pool, crop offset)
-# and the final transposed conv as (name, kernel, stride, crop offset). The
-# offsets follow from the pad-100 first convolution.
-FCN_CONFIGS = {
-    "fcn32s": {"skips": (), "final": ("upscore", 64, 32, 19)},
-    "fcn16s": {"skips": (("pool4", 5),), "final": ("upscore16", 32, 16, 27)},
-    "fcn8s": {"skips": (("pool4", 5), ("pool3", 9)), "final": ("upscore8", 16, 8, 31)},
-}
-FCN_SKIP_UPSAMPLERS = ("upscore2", "upscore_pool4")
-
 
 def vgg_block(x, filters, convs, name, pool_padding="valid"):
     """``convs`` 3x3 ReLU convolutions then a 2x2 max pool.
@@ -109,71 +98,57 @@ def torchvision_names(config):
     return table
 
 
-def _vgg(config, weights, mode, input_shape, classes, classifier_activation, name):
-    input_shape, act = resolve_mode(mode, input_shape, classifier_activation, TRAIN_CROP)
-    inputs = keras.Input(input_shape, name="input")
-    x = inputs
-    if mode == "heatmap":
-        check_min_size(input_shape, TRAIN_CROP, mode)
-        x = MinSize(TRAIN_CROP, name="min_size")(x)
-    feats = vgg_base(x, config)
-    x = feats["block5"]
-    if mode == "classify":
-        x = layers.Flatten(name="flatten")(x)
-        x = layers.Dense(4096, activation="relu", name="fc1")(x)
-        x = layers.Dense(4096, activation="relu", name="fc2")(x)
-        outputs = layers.Dense(classes, activation=act, name="predictions")(x)
-    elif mode == "heatmap":
-        outputs = conv_head(x, classes, act)
-    elif mode == "dense":
-        x = layers.Conv2D(classes, 1, name="score")(x)
-        outputs = ResizeLike(name="upscore")([x, inputs])
-    else:
-        outputs = feats
-    model = keras.Model(inputs, outputs, name=name or config)
-    headless = mode in ("dense", "features")
-    weight_map = WeightMap(
-        torch=lambda path, table=torchvision_names(config): table.get(path, path.replace(".", "_")),
-        ignore=HEAD_LAYERS if headless else (),
-        optional=("score",) if mode == "dense" else (),
-        torch_flatten={"fc1": (7, 7, 512)},
+def _backbone(config, fcn=False):
+    """The VGG backbone: five blocks, levels P1..P5.
+
+    ``fcn=True`` is the reference FCN's variant: Caffe's conv1_1 pads by 100
+    so that the stride-32 map is never empty (99 here plus the conv's own
+    "same" pad of 1), pools are ceil-mode, and the FCN heads get Caffe's exact
+    crop offsets and the fc6/fc7 convolutional body.
+    """
+    def build(x, output_stride):
+        del output_stride
+        if fcn:
+            x = layers.ZeroPadding2D(99, name="pad100")(x)
+        feats = vgg_base(x, config, pool_padding="same" if fcn else "valid")
+        return Stages(tuple((t, 2 ** (i + 1)) for i, t in enumerate(feats.values())))
+
+    if fcn:
+        return Backbone(
+            name=config, build=build, classifier=CLASSIFIER, modes=("dense",),
+            weight_map=WeightMap(h5={"fc1": "fc6", "fc2": "fc7"}),
+            head_extras={"fcn": {"body": _fcn_body, "offsets": FCN_OFFSETS}},
+            min_input={"dense": 1},
+        )
+    return Backbone(
+        name=config, build=build, classifier=CLASSIFIER, default_head="bilinear",
+        weight_map=WeightMap(
+            torch=lambda path, table=torchvision_names(config): table.get(path, path.replace(".", "_")),
+            torch_flatten={"fc1": (7, 7, 512)},
+        ),
+        file_key=lambda mode: "notop" if mode in ("dense", "features") else "top",
+        min_input={"classify": TRAIN_CROP, "features": 32, "dense": 32},
     )
-    return load_weights(model, weights, config, weight_map, file_key="notop" if headless else "top")
 
 
-def _fcn(config, weights, mode, input_shape, classes, classifier_activation, name):
-    input_shape, _ = resolve_mode(mode, input_shape, classifier_activation, modes=("dense",))
-    spec = FCN_CONFIGS[config]
-    inputs = keras.Input(input_shape, name="input")
-    # Caffe's conv1_1 pads by 100 so that the stride-32 map is never empty;
-    # 99 here plus the conv's own "same" pad of 1 makes the same 100.
-    x = layers.ZeroPadding2D(99, name="pad100")(inputs)
-    feats = vgg_base(x, "vgg16", pool_padding="same")
-    x = conv_head(feats["block5"], classes, None, names=("fc6", "fc7", "score_fr"), dropout=0.5,
-                  score_init="zeros")
-    bilinear = BilinearInitializer()
-    for i, (src, offset) in enumerate(spec["skips"]):
-        x = layers.Conv2DTranspose(
-            classes, 4, strides=2, use_bias=False, kernel_initializer=bilinear,
-            trainable=False, name=FCN_SKIP_UPSAMPLERS[i],
-        )(x)
-        pool = feats["block" + src[-1]]
-        skip = layers.Conv2D(classes, 1, kernel_initializer="zeros", name=f"score_{src}")(pool)
-        skip = CropLike(offset, name=f"score_{src}c")([skip, x])
-        x = layers.Add(name=f"fuse_{src}")([x, skip])
-    up_name, kernel, stride, offset = spec["final"]
-    x = layers.Conv2DTranspose(
-        classes, kernel, strides=stride, use_bias=False, kernel_initializer=bilinear,
-        trainable=False, name=up_name,
-    )(x)
-    outputs = CropLike(offset, name="score")([x, inputs])
-    model = keras.Model(inputs, outputs, name=name or config)
-    weight_map = WeightMap(
-        h5={"fc1": "fc6", "fc2": "fc7"},
-        ignore=("predictions",),
-        optional=("score_*", "upscore*"),
-    )
-    return load_weights(model, weights, config, weight_map, file_key="top")
+def _fcn_body(x, classes):
+    return conv_head(x, classes, None, names=("fc6", "fc7", "score_fr"), dropout=0.5, score_init="zeros")
+
+
+CLASSIFIER = Classifier("flatten_fc", HEAD_LAYERS, hidden=(4096, 4096), window=7)
+FCN_HEADS = ("fcn32s", "fcn16s", "fcn8s")
+FCN_OFFSETS = {"pool4": 5, "pool3": 9, "upscore": 19, "upscore16": 27, "upscore8": 31}
+
+
+def _vgg(config, weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
+    return assemble(_backbone(config), weights=weights, mode=mode, input_shape=input_shape,
+                    classes=classes, classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+def _fcn(config, weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
+    return assemble(_backbone("vgg16", fcn=True), weights=weights, mode=mode, input_shape=input_shape,
+                    classes=classes, classifier_activation=None, name=name or config, head=config,
+                    model_name=config, **kwargs)
 
 
 def _doc(builder, summary):
@@ -198,28 +173,28 @@ def _doc(builder, summary):
 
 
 def VGG16(weights=None, mode="classify", input_shape=None, classes=1000,
-          classifier_activation=DEFAULT, name=None):
-    return _vgg("vgg16", weights, mode, input_shape, classes, classifier_activation, name)
+          classifier_activation=DEFAULT, name=None, **kwargs):
+    return _vgg("vgg16", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def VGG19(weights=None, mode="classify", input_shape=None, classes=1000,
-          classifier_activation=DEFAULT, name=None):
-    return _vgg("vgg19", weights, mode, input_shape, classes, classifier_activation, name)
+          classifier_activation=DEFAULT, name=None, **kwargs):
+    return _vgg("vgg19", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def FCN32s(weights=None, mode="dense", input_shape=None, classes=21,
-           classifier_activation=None, name=None):
-    return _fcn("fcn32s", weights, mode, input_shape, classes, classifier_activation, name)
+           classifier_activation=None, name=None, **kwargs):
+    return _fcn("fcn32s", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def FCN16s(weights=None, mode="dense", input_shape=None, classes=21,
-           classifier_activation=None, name=None):
-    return _fcn("fcn16s", weights, mode, input_shape, classes, classifier_activation, name)
+           classifier_activation=None, name=None, **kwargs):
+    return _fcn("fcn16s", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 def FCN8s(weights=None, mode="dense", input_shape=None, classes=21,
-          classifier_activation=None, name=None):
-    return _fcn("fcn8s", weights, mode, input_shape, classes, classifier_activation, name)
+          classifier_activation=None, name=None, **kwargs):
+    return _fcn("fcn8s", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
 
 
 _doc(VGG16, "VGG16 with keras.applications layer names; FC head as convs in heatmap mode.")
@@ -228,6 +203,10 @@ _doc(FCN32s, "FCN-32s: VGG16, fc6/fc7 as convs, one x32 bilinear-initialised ups
 _doc(FCN16s, "FCN-16s: FCN-32s plus a pool4 skip; x2 then x16 upsampling.")
 _doc(FCN8s, "FCN-8s: FCN-16s plus a pool3 skip; x2, x2 then x8 upsampling.")
 
+for _name in ("vgg16", "vgg19"):
+    register_backbone(_name, lambda n=_name: _backbone(n))
+for _name in FCN_HEADS:
+    register_backbone(_name, lambda: _backbone("vgg16", fcn=True))
 for _name, _builder in (("vgg16", VGG16), ("vgg19", VGG19)):
     register_model(_name, _builder, "vgg", output_stride=32, info_mode="heatmap")
 for _name, _builder, _stride in (("fcn32s", FCN32s, 32), ("fcn16s", FCN16s, 16), ("fcn8s", FCN8s, 8)):
