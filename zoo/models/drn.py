@@ -29,6 +29,7 @@ from keras import layers
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap
+from zoo.layers import conv2d
 from zoo.registry import register_model
 from zoo.weights import available_tags, load_weights, manifest_entry
 
@@ -136,7 +137,7 @@ def conv_bn(x, filters, kernel, stride, dilation, conv_name, bn_name, relu_name=
     pad = dilation * (kernel - 1) // 2
     if stride > 1 and pad:
         x = layers.ZeroPadding2D(pad, name=f"{conv_name}_pad")(x)
-    x = layers.Conv2D(
+    x = conv2d(
         filters, kernel, strides=stride, dilation_rate=dilation, use_bias=False,
         padding="same" if stride == 1 else "valid", name=conv_name,
     )(x)

@@ -32,6 +32,7 @@ from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backb
 from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap, default_torch_name
 from zoo.io.errors import CheckpointError
+from zoo.layers import conv2d
 from zoo.registry import register_model
 from zoo.weights import load_weights, manifest_entry, read_checkpoint, resolve_file
 
@@ -149,7 +150,7 @@ def conv_bn(x, filters, kernel, stride, dilation, layout, conv_name, bn_name, re
             x = layers.ZeroPadding2D(dilation * (kernel - 1) // 2, name=f"{conv_name}_pad")(x)
         else:
             padding = "same"  # symmetric at stride 1 for odd kernels
-    x = layers.Conv2D(
+    x = conv2d(
         filters, kernel, strides=stride, dilation_rate=dilation, padding=padding,
         use_bias=layout.use_bias, name=conv_name,
     )(x)
@@ -240,7 +241,7 @@ def resnet_backbone(x, config, layout, output_stride):
     block_fn = BLOCKS[kind]
     pad, conv, bn, relu, pool_pad, pool = layout.stem
     x = layers.ZeroPadding2D(3, name=pad)(x)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=layout.use_bias, name=conv)(x)
+    x = conv2d(64, 7, strides=2, padding="valid", use_bias=layout.use_bias, name=conv)(x)
     x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn)(x)
     x = layers.Activation("relu", name=relu)(x)
     stages = [(x, 2)]

@@ -15,7 +15,7 @@ from keras import layers
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT
 from zoo.convert import WeightMap
-from zoo.layers import WindowConv2D
+from zoo.layers import WindowConv2D, conv2d
 from zoo.registry import register_model
 
 # Convolutions per block; every block ends with a 2x2 max pool.
@@ -39,7 +39,7 @@ def vgg_block(x, filters, convs, name, pool_padding="valid"):
         The pooled tensor.
     """
     for i in range(convs):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i + 1}")(x)
+        x = conv2d(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i + 1}")(x)
     return layers.MaxPooling2D(2, strides=2, padding=pool_padding, name=f"{name}_pool")(x)
 
 
