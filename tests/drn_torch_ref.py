@@ -8,11 +8,16 @@ per-variant stage lists, the padding is PyTorch's own symmetric padding, and
 pooling is a plain ``mean`` over the map.
 """
 
+import functools
+
 import torch
 from torch import nn
 
+from tests import torch_blocks
 from tests.torch_blocks import BasicBlock, Bottleneck, conv, conv_bn_relu_modules, downsample
-from tests.torch_blocks import randomize_  # noqa: F401 - the tests' entry point
+
+# BN scales in [0.5, 1) keep DRN's activations O(1) through its depth.
+randomize_ = functools.partial(torch_blocks.randomize_, bn_gamma=(0.5, 1.0))
 
 # (arch, block, depths) exactly as the paper's table / official builders.
 VARIANTS = {

@@ -101,7 +101,7 @@ class Bottleneck(nn.Module):
         return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
-def randomize_(module, seed=0):
+def randomize_(module, seed=0, bn_gamma=(0.5, 1.5)):
     """Well-conditioned random weights and BN statistics, in place; eval mode.
 
     Convolutions and linear layers get He-scaled normal weights and small
@@ -113,6 +113,10 @@ def randomize_(module, seed=0):
     Args:
         module: an ``nn.Module``.
         seed: seed of the generator.
+        bn_gamma: range of the BN scales. DRN passes ``(0.5, 1.0)``: its
+            22-105 layers without a global scale would otherwise grow the
+            activations to ~1e3, where float32 rounding swamps the parity
+            tolerance.
 
     Returns:
         ``module``, in eval mode.
@@ -127,7 +131,8 @@ def randomize_(module, seed=0):
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             elif isinstance(m, nn.BatchNorm2d):
                 n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                lo, hi = bn_gamma
+                m.weight.copy_(torch.rand(n, generator=g) * (hi - lo) + lo)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
                 m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
