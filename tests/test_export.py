@@ -96,7 +96,7 @@ def test_cli_export_savedmodel_with_preprocessing(tmp_path, capsys):
 @pytest.mark.parametrize("name,kwargs,size", [
     ("resnet18", dict(mode="dense", classes=5), (64, 96)),
     ("drn_d_22", dict(mode="dense", classes=19), (64, 96)),
-    ("resnet18", dict(mode="classify", classes=10), (64, 64)),
+    ("resnet18", dict(mode="classify", classes=10, input_shape=(64, 64, 3)), (64, 64)),
 ])
 def test_zoo_model_artifacts(tmp_path, fmt, name, kwargs, size):
     _runtime_available(fmt)

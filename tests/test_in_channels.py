@@ -16,8 +16,7 @@ H, W = 48, 56
 
 
 def _build(builder, channels, weights=None, **kw):
-    # TODO(arch branch): in_channels=channels once every builder has it.
-    return builder(weights=weights, input_shape=(H, W, channels), **kw)
+    return builder(weights=weights, input_shape=(H, W, 3), in_channels=channels, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +54,7 @@ def test_loaded_stem_follows_the_rule_and_the_rest_is_unchanged(resnet18_file, r
     path, rgb = resnet18_file
     ref = rgb_model
     model = _build(zoo.ResNet18, n, path)
+    assert model.input_shape[-1] == n
     np.testing.assert_allclose(model.get_layer("conv1").get_weights()[0], adapt_input_kernel(rgb, n), rtol=1e-6)
     if n == 1:
         np.testing.assert_allclose(model.get_layer("conv1").get_weights()[0][:, :, 0], rgb.sum(axis=2), rtol=1e-5)
@@ -77,7 +77,8 @@ def test_grey_model_equals_rgb_model_on_repeated_grey(resnet18_file, rgb_model):
 def test_keras_h5_first_conv_is_adapted_too(vgg16_reference):
     _, _, notop = vgg16_reference
     ref = zoo.VGG16(weights=notop, mode="features", input_shape=(H, W, 3))
-    model = zoo.VGG16(weights=notop, mode="features", input_shape=(H, W, 4))
+    model = zoo.VGG16(weights=notop, mode="features", input_shape=(H, W, 3), in_channels=4)
+    assert model.input_shape[-1] == 4
     k = ref.get_layer("block1_conv1").get_weights()[0]
     np.testing.assert_allclose(model.get_layer("block1_conv1").get_weights()[0],
                                k[:, :, [0, 1, 2, 0]] * 0.75, rtol=1e-6)

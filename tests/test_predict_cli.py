@@ -46,6 +46,21 @@ def test_palette_png_round_trip(tmp_path):
         np.testing.assert_array_equal(np.asarray(im), ids)
 
 
+def test_dense_outputs_beyond_256_classes_are_16_bit_ids(tmp_path):
+    import argparse
+
+    from zoo.apps_cli import _dense_outputs
+
+    ids = np.random.default_rng(5).integers(0, 300, (12, 14))
+    image = np.zeros((12, 14, 3), "uint8")
+    names = [f"c{i}" for i in range(300)]
+    ids_path, over_path = _dense_outputs(argparse.Namespace(out=str(tmp_path)), "x", image, ids, names,
+                                         palette(300))
+    back = tf.io.decode_png(tf.io.read_file(ids_path), dtype=tf.uint16).numpy()[..., 0]
+    np.testing.assert_array_equal(back, ids)
+    assert _decode(over_path).shape[0] > 12
+
+
 def test_read_rgb_converts_grey_and_rgba(tmp_path):
     rng = np.random.default_rng(1)
     grey = rng.integers(0, 256, (9, 11, 1)).astype("uint8")

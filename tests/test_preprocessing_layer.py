@@ -1,14 +1,12 @@
 """The in-model ``Preprocess`` layer against the tf.data ``preprocess()`` and
 keras.applications' ``preprocess_input`` (independent references)."""
 
-import inspect
-
 import keras
 import numpy as np
 import pytest
 
 import zoo
-from zoo.preprocessing import Preprocess, preprocess, preprocessing_for, preprocessing_layer
+from zoo.preprocessing import Preprocess, family_default, preprocess, preprocessing_for, preprocessing_layer
 
 CAFFE = preprocessing_for("vgg16", "imagenet")
 TORCH = preprocessing_for("resnet18", "imagenet")
@@ -56,7 +54,12 @@ def test_resnet_file_layouts_pick_their_own_record():
 
 
 def test_override_and_weights_none():
-    assert preprocessing_layer("drn_d_22", None).spec["mean"] == [0.485, 0.456, 0.406]
+    # weights=None: the family's ImageNet record
+    assert preprocessing_layer("vgg16", None).spec == CAFFE
+    assert preprocessing_layer("inception_v3", None).spec == TF
+    assert preprocessing_layer("resnet50", None, file_key="keras_top").spec["type"] == "caffe"
+    assert preprocessing_layer("resnet50", None, file_key="torch").spec == TORCH
+    assert preprocessing_layer("drn_d_22", None).spec == TORCH  # its imagenet tag, not cityscapes
     layer = preprocessing_layer("drn_d_22", None, preprocessing=CITYSCAPES)
     assert layer.spec == CITYSCAPES and layer.name == "preprocess"
 
@@ -82,23 +85,25 @@ def test_bad_records_are_clear_errors(bad, msg):
         Preprocess(bad)
 
 
-# --- builders' include_preprocessing=True (added by the arch branch) ---
+# --- builders' include_preprocessing=True ---
 
-_HAS_ARG = "include_preprocessing" in inspect.signature(zoo.ResNet18).parameters
+
+_SLOW = pytest.mark.slow  # two builds per case; the default suite keeps two layouts + a weights file
 
 BUILDER_CASES = [
     # (name, builder kwargs, weights layout, preprocessing record)
-    ("vgg16", dict(mode="dense", classes=3), "vgg16", CAFFE),
-    ("resnet50", dict(mode="dense", classes=3), "keras", preprocessing_for("resnet50", "imagenet", "keras_top")),
+    pytest.param("vgg16", dict(mode="dense", classes=3), "vgg16", CAFFE, marks=_SLOW),
+    pytest.param("resnet50", dict(mode="dense", classes=3), "keras",
+                 preprocessing_for("resnet50", "imagenet", "keras_top"), marks=_SLOW),
     ("resnet50", dict(mode="dense", classes=3, stride_in_1x1=False), "torch",
      preprocessing_for("resnet50", "imagenet", "torch")),
-    ("googlenet", dict(mode="dense", classes=3), None, preprocessing_for("googlenet", "imagenet")),
-    ("inception_v3", dict(mode="dense", classes=3), None, TF),
+    pytest.param("googlenet", dict(mode="dense", classes=3), None, preprocessing_for("googlenet", "imagenet"),
+                 marks=_SLOW),
+    pytest.param("inception_v3", dict(mode="dense", classes=3), None, TF, marks=_SLOW),
     ("drn_d_22", dict(mode="dense", classes=3, preprocessing=CITYSCAPES), None, CITYSCAPES),
 ]
 
 
-@pytest.mark.skipif(not _HAS_ARG, reason="builders without include_preprocessing (arch branch not merged)")
 @pytest.mark.parametrize("name,kwargs,_key,spec", BUILDER_CASES,
                          ids=["vgg16", "resnet50-keras", "resnet50-torch", "googlenet", "inception_v3",
                               "drn_d_22-cityscapes"])
@@ -116,8 +121,8 @@ def test_include_preprocessing_equals_preprocess_then_model(name, kwargs, _key, 
     wrapped_pre = [layer for layer in wrapped.layers if isinstance(layer, Preprocess)]
     assert len(wrapped_pre) == 1
     wrapped.set_weights(bare.get_weights())
-    # weights=None takes the family's ImageNet default unless overridden.
-    want_spec = kwargs.get("preprocessing") or preprocessing_for(name, None)
+    # weights=None takes the family's ImageNet record unless overridden.
+    want_spec = kwargs.get("preprocessing") or spec
     assert wrapped_pre[0].spec == want_spec
     x = _pixels((1, size, size, 3), seed=3)
     got = np.asarray(wrapped(x))
@@ -140,3 +145,18 @@ def test_manifest_record_per_weights(name, tag, file_key, kwargs):
     entry = zoo.weights.manifest_entry(name, tag)
     want = entry.get("files", {}).get(file_key, {}).get("preprocessing") or entry["preprocessing"]
     assert layer.spec == want
+
+
+def test_include_preprocessing_with_weights_file(vgg16_reference):
+    """weights=<keras.applications .h5>: the layer takes that file's record
+    (caffe) and the wrapped model on uint8 equals the bare one on preprocess(x)."""
+    _, _, notop = vgg16_reference
+    bare = zoo.create_model("vgg16", weights=notop, mode="features")
+    wrapped = zoo.create_model("vgg16", weights=notop, mode="features", include_preprocessing=True)
+    assert wrapped.get_layer("preprocess").spec == CAFFE
+    x = _pixels((1, 48, 48, 3), seed=4)
+    got, want = wrapped(x), bare(preprocess(x, CAFFE))
+    if isinstance(want, dict):
+        got, want = [got[k] for k in sorted(want)], [want[k] for k in sorted(want)]
+    for g, w in zip(keras.tree.flatten(got), keras.tree.flatten(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-4)

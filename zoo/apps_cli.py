@@ -7,13 +7,14 @@
                 [--size H W] --format savedmodel|tflite|onnx --out PATH
                 [--include-preprocessing]
 
-Images are read with ``tf.io`` (JPEG, PNG; grey and RGBA are converted to RGB
+Dense mode writes ``DIR/<stem>.png``, an indexed-colour PNG whose pixel
+values are the class ids (a 16-bit grey PNG of ids beyond 256 classes), and
+``DIR/<stem>_overlay.png`` with a legend. Images are read with ``tf.io`` (JPEG, PNG; grey and RGBA are converted to RGB
 with a note) and PNGs are written with ``tf.io`` or, for the palette PNG of
 class ids, with ``zlib``: no imaging dependency. Legends use a built-in 5x7
 bitmap font.
 """
 
-import inspect
 import os
 import struct
 import sys
@@ -192,8 +193,8 @@ def _is_tag(model_name, weights):
 def build_app_model(model_name, weights=None, mode="classify", classes=None, include_preprocessing=True):
     """A model for an application: with its preprocessing inside.
 
-    Uses the builder's ``include_preprocessing=True`` where it has one, else
-    wraps the model with :func:`zoo.export.with_preprocessing`.
+    Every builder takes ``include_preprocessing=True``: its first layer is
+    then the weights' :class:`zoo.preprocessing.Preprocess`.
 
     Args:
         model_name: registry name.
@@ -207,20 +208,13 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
     """
     import zoo
     from zoo.labels import label_set_for, load_labels, resolve_names
-    from zoo.preprocessing import preprocessing_for
 
     kwargs = {"weights": weights, "mode": mode}
     if classes:
         kwargs["classes"] = classes
-    builder = zoo.registry.get_entry(model_name).builder
-    native = "include_preprocessing" in inspect.signature(builder).parameters
-    if include_preprocessing and native:
+    if include_preprocessing:
         kwargs["include_preprocessing"] = True
     model = zoo.create_model(model_name, **kwargs)
-    if include_preprocessing and not native:
-        from zoo.export import with_preprocessing
-
-        model = with_preprocessing(model, preprocessing_for(model_name, weights))
     n = int(model.outputs[0].shape[-1])
     label_set = None
     if weights is not None:
@@ -241,7 +235,13 @@ def _overlay(image, ids, palette, alpha=0.5):
 
 def _dense_outputs(args, stem, image, labels, names, palette):
     ids_path = os.path.join(args.out, f"{stem}.png")
-    write_palette_png(ids_path, labels, palette)
+    if len(palette) <= 256:
+        write_palette_png(ids_path, labels, palette)
+    else:
+        # a palette holds 256 entries: more classes go out as 16-bit grey ids
+        import tensorflow as tf
+
+        tf.io.write_file(ids_path, tf.io.encode_png(labels.astype("uint16")[..., None]))
     present, counts = np.unique(labels, return_counts=True)
     order = np.argsort(-counts)[:12]
     entries = [(tuple(int(c) for c in palette[present[i]]),
@@ -346,7 +346,9 @@ def cmd_export(args):
     model, _ = build_app_model(args.model, args.weights, args.mode, args.classes,
                                include_preprocessing=args.include_preprocessing)
     try:
-        export_model(model, args.out, args.format, size=args.size)
+        # pixels: the artifact takes uint8 (its Preprocess layer casts)
+        export_model(model, args.out, args.format, size=args.size,
+                     dtype="uint8" if args.include_preprocessing else None)
     except ImportError as e:
         raise ValueError(str(e)) from None
     shape = list(model.inputs[0].shape)
@@ -354,7 +356,7 @@ def cmd_export(args):
         shape[1:3] = args.size
     dims = "x".join("?" if d is None else str(d) for d in shape[1:])
     print(f"wrote {args.out} ({args.format}, input batch x {dims} "
-          f"{'uint8/float 0..255 RGB' if args.include_preprocessing else 'preprocessed float32'})")
+          f"{'uint8 RGB pixels' if args.include_preprocessing else 'preprocessed float32'})")
 
 
 def add_parsers(subparsers):

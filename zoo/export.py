@@ -24,12 +24,14 @@ import numpy as np
 FORMATS = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
 
 
-def input_spec(model, size=None):
+def input_spec(model, size=None, dtype=None):
     """The export signature: the model's own input, H and W dynamic.
 
     Args:
         model: a ``keras.Model`` with one image input.
         size: optional ``(H, W)`` that fixes the spatial size.
+        dtype: the artifact's input dtype; None keeps the model's (e.g.
+            ``"uint8"`` for a model whose first layer is ``Preprocess``).
 
     Returns:
         A one-element list of ``keras.InputSpec``.
@@ -38,11 +40,11 @@ def input_spec(model, size=None):
     if size is not None:
         shape[1:3] = [int(size[0]), int(size[1])]
     shape[0] = None
-    dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
+    dtype = dtype or keras.backend.standardize_dtype(model.inputs[0].dtype)
     return [keras.InputSpec(shape=tuple(shape), dtype=dtype)]
 
 
-def export_model(model, path, format="savedmodel", size=None):
+def export_model(model, path, format="savedmodel", size=None, dtype=None):
     """Writes a deployment artifact.
 
     Args:
@@ -50,6 +52,7 @@ def export_model(model, path, format="savedmodel", size=None):
         path: output directory (savedmodel) or file (tflite, onnx).
         format: ``"savedmodel"``, ``"tflite"`` or ``"onnx"``.
         size: optional ``(H, W)``; None keeps them dynamic where possible.
+        dtype: the artifact's input dtype (see :func:`input_spec`).
 
     Returns:
         ``path``.
@@ -68,7 +71,7 @@ def export_model(model, path, format="savedmodel", size=None):
             raise ImportError("ONNX export needs tf2onnx: pip install 'keras-zoo[export]'") from e
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size))
+    model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size, dtype))
     return path
 
 

@@ -151,12 +151,41 @@ def preprocessing_layer(model_name, weights=None, preprocessing=None, file_key=N
 
     Args:
         model_name: registry name.
-        weights: the builder's ``weights`` (tag, path or None).
+        weights: the builder's ``weights`` (tag, path or None: the
+            family's ImageNet record, see :func:`family_default`).
         preprocessing: an explicit record that overrides the manifest's.
         file_key: see :func:`preprocessing_for`.
 
     Returns:
         A :class:`Preprocess` layer named ``"preprocess"``.
     """
-    spec = preprocessing if preprocessing is not None else preprocessing_for(model_name, weights, file_key)
+    if preprocessing is not None:
+        spec = preprocessing
+    elif weights is None:
+        spec = family_default(model_name, file_key)
+    else:
+        spec = preprocessing_for(model_name, weights, file_key)
     return Preprocess(spec, name="preprocess")
+
+
+def family_default(model_name, file_key=None):
+    """The preprocessing of a model's ImageNet weights, for ``weights=None``.
+
+    A model built without weights but with its preprocessing inside gets
+    the record its family's ImageNet file uses (caffe for VGG and the
+    keras.applications ResNet layout, torch for the torchvision layout,
+    tf for InceptionV3), so that loading those weights later needs no
+    other input.
+
+    Args:
+        model_name: registry name.
+        file_key: the file the builder would load (ResNet's layouts).
+
+    Returns:
+        The ``imagenet`` tag's record, else the first published tag's, else
+        :data:`DEFAULT_PREPROCESSING`.
+    """
+    tags = zw.available_tags(model_name)
+    if not tags:
+        return dict(DEFAULT_PREPROCESSING)
+    return preprocessing_for(model_name, "imagenet" if "imagenet" in tags else tags[0], file_key)

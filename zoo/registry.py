@@ -54,6 +54,9 @@ def register_model(name, builder, family, **kwargs):
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
+    from zoo.assembler import with_common_kwargs
+
+    with_common_kwargs(builder)
     _REGISTRY[name] = ModelEntry(name=name, builder=builder, family=family, **kwargs)
     return builder
 
