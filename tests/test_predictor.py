@@ -185,3 +185,31 @@ def test_bad_arguments(dense, kwargs, msg):
 def test_bad_image_shape(dense):
     with pytest.raises(ValueError, match="images must be"):
         Predictor(dense).predict(np.zeros((4, 4)))
+
+
+# One model per family and head, dense and heatmap: the Predictor's contract
+# holds for every model the zoo builds (slow: each builds a full network).
+FAMILY_CASES = [
+    ("vgg16", "dense"), ("fcn8s", "dense"), ("resnet18", "dense"), ("googlenet", "dense"),
+    ("inception_v3", "dense"), ("drn_a_18", "dense"), ("drn_c_26", "dense"), ("drn_d_22", "dense"),
+    ("deeplabv3_resnet50", "dense"),
+    ("vgg16", "heatmap"), ("googlenet", "heatmap"), ("inception_v3", "heatmap"), ("drn_d_22", "heatmap"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,mode", FAMILY_CASES, ids=[f"{n}-{m}" for n, m in FAMILY_CASES])
+def test_every_family(name, mode):
+    keras.utils.set_random_seed(0)
+    model = zoo.create_model(name, mode=mode, classes=3)
+    side = max(zoo.model_info(name)["min_input"][mode], 64)
+    h, w = side + 3, side + side // 2 + 5  # odd sizes, wider than a tile
+    x = _images((1, h, w, 3), seed=11)
+    raw = _model(model, x)
+    want = raw if raw.shape[1:3] == (h, w) else np.asarray(
+        keras.ops.image.resize(raw, (h, w), interpolation="bilinear"))
+    np.testing.assert_allclose(Predictor(model).predict(x), want, rtol=1e-5, atol=1e-5)
+    p = Predictor(model, tile=side, flip=True, batch_size=2)
+    out = p.predict(x)
+    assert out.shape == (1, h, w, 3) and np.isfinite(out).all()
+    assert p.traces == 1

@@ -216,13 +216,15 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
         kwargs["include_preprocessing"] = True
     model = zoo.create_model(model_name, **kwargs)
     n = int(model.outputs[0].shape[-1])
-    label_set = None
-    if weights is not None:
-        # a checkpoint path keeps its origin's labels (the first tag's), if the
-        # class count still matches
-        label_set = label_set_for(model_name, weights if _is_tag(model_name, weights) else None)
-    if label_set and len(load_labels(label_set)) != n:
-        label_set = None
+    if weights is None:
+        candidates = []
+    elif _is_tag(model_name, weights):
+        candidates = [label_set_for(model_name, weights)]
+    else:
+        # a checkpoint file keeps the labels of the published weights it
+        # came from: the first tag whose label set has its class count
+        candidates = [label_set_for(model_name, tag) for tag in zoo.weights.available_tags(model_name)]
+    label_set = next((s for s in candidates if s and len(load_labels(s)) == n), None)
     return model, resolve_names(label_set, n)
 
 
