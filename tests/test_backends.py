@@ -36,10 +36,15 @@ TORCH = {"resnet18", "resnet50", "drn_d_22", "drn_a_18", "drn_c_26", "googlenet"
          "inception_v3", "vgg16", "fcn8s"}
 SIZES = {"classify": (80, 96), "heatmap": (224, 240), "dense": (77, 101), "features": (80, 112)}
 CLASSES = 7
-# Heatmap mode's MinSize guard cannot read symbolic shapes on JAX and torch
-# (InconclusiveDimensionOperation); the arch branch fixes MinSize.
-HEATMAP_XFAIL = pytest.mark.xfail(
-    reason="MinSize.call on symbolic shapes (fixed by the arch branch)", strict=False)
+# Found after merging main (arch + speed): DRN heatmap maps differ by ~5e-5
+# (softmax probabilities, max 1) between TensorFlow and JAX/torch, while DRN's
+# classify, dense and features modes agree to 1e-5. Heatmap mode has no global
+# pool to average the per-cell error of the dilated stages away; the dilated
+# convolution (zoo.layers.DilatedConv2D picks a per-backend implementation)
+# is the first suspect. Not strict: it passes once fixed.
+DRN_HEATMAP_XFAIL = pytest.mark.xfail(
+    reason="DRN heatmap: 4.7e-5 (jax) / 6.1e-5 (torch) vs TF > 1e-5, per-cell dilated-conv "
+           "rounding (open)", strict=False)
 
 
 def _cases():
@@ -50,8 +55,8 @@ def _cases():
                     continue
                 group = "light" if name in LIGHT else "heavy"
                 marks = [] if group == "light" else [pytest.mark.slow]
-                if mode == "heatmap":  # one side of every pair is JAX or torch
-                    marks.append(HEATMAP_XFAIL)
+                if mode == "heatmap" and name.startswith("drn_"):
+                    marks.append(DRN_HEATMAP_XFAIL)
                 yield pytest.param(name, mode, backend, group, marks=marks,
                                    id=f"{name}-{mode}-{backend}")
 

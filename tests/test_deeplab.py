@@ -22,13 +22,6 @@ H, W = 256, 320
 CLASSES = 21
 
 
-def _needs_head():
-    from zoo import heads
-
-    if "deeplabv3" not in heads.list_heads():
-        pytest.skip("the deeplabv3 head is not on this branch yet (arch branch)")
-
-
 def _reference(tmp_path_factory, config, seed):
     """A random DeepLabV3 with its aux head, both file formats, one input and
     the torch outputs (NHWC)."""
@@ -55,7 +48,6 @@ def r101(tmp_path_factory):
 
 
 def _build(ref, fmt, registered, aux, config="resnet50"):
-    _needs_head()
     kwargs = {"mode": "dense", "classes": CLASSES, "weights": ref["files"][fmt],
               "input_shape": (H, W, 3)}
     if aux:
