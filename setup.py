@@ -24,6 +24,9 @@ setup(
         # Small, pure-data reader with no torch dependency: hub ResNets
         # (timm) are published only as model.safetensors.
         "safetensors",
+        # Folder datasets read palette PNG masks by index (VOC style), which
+        # tf.io decodes to RGB colours.
+        "pillow",
     ],
     extras_require={
         # hf://owner/repo[/file] weights.
