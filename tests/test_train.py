@@ -229,12 +229,83 @@ def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
     assert int(second.optimizer.iterations) == 4
 
 
+def _demo_args(*argv):
+    return finetune.add_demo_arguments(__import__("argparse").ArgumentParser()).parse_args(list(argv))
+
+
+def _timings_line(out):
+    """``time T s: phase x, ...`` -> (T, {phase: x})."""
+    line = [s for s in out.splitlines() if s.startswith("time ")][-1]
+    total, rest = line[len("time "):].split(" s: ")
+    parts = dict(p.rsplit(" ", 1) for p in rest.split(", "))
+    return float(total), {k: float(v) for k, v in parts.items()}
+
+
+def test_demo_fills_its_defaults_and_keeps_overrides(monkeypatch, capsys):
+    seen = []
+
+    def fake_run(args, before=False, validate=True):
+        seen.append((vars(args).copy(), before, validate))
+        timings = {"build": 1.0, "first_step": 2.0, "train": 3.0, "evaluate": 0.5, "checkpoint": 0.3,
+                   "overlay": 0.2, "setup": 1.0}
+        return {"per_class": np.array([0.5, 0.25, np.nan, 1.0]), "miou_before": 0.1, "miou": 0.58,
+                "class_names": ["background", "circle", "square", "triangle"], "overlay": "o.png",
+                "seconds": 8.0, "timings": timings}
+
+    monkeypatch.setattr(finetune, "run", fake_run)
+    assert finetune.demo(_demo_args()) == 0
+    args, before, validate = seen[-1]
+    assert (args["model"], args["data"]) == (finetune.demo_model(), "zoo_shapes")
+    assert (args["epochs"], args["steps_per_epoch"], args["batch_size"], args["size"]) == (
+        finetune.DEMO_EPOCHS, finetune.DEMO_STEPS, finetune.DEMO_BATCH, finetune.DEMO_SIZE)
+    assert (args["optimizer"], args["lr"], args["resume"]) == ("adam", finetune.DEMO_LR, False)
+    # Before and after are measured; fit does not validate every epoch on top.
+    assert before and not validate
+    out = capsys.readouterr().out
+    assert "mIoU 0.100 -> 0.580 in 8 s" in out, out
+    total, parts = _timings_line(out)
+    assert total == 8 and parts == {"build": 1.0, "first train step (tracing)": 2.0, "train": 3.0,
+                                    "evaluate": 0.5, "checkpoints": 0.3, "overlay": 0.2,
+                                    "data and setup": 1.0}, out
+    finetune.demo(_demo_args("--epochs", "3", "--steps-per-epoch", "7", "--size", "40", "--batch-size", "2",
+                             "--lr", "0.01", "--model", "resnet18", "--optimizer", "sgd"))
+    args = seen[-1][0]
+    assert (args["epochs"], args["steps_per_epoch"], args["size"], args["batch_size"], args["lr"],
+            args["model"], args["optimizer"]) == (3, 7, 40, 2, 0.01, "resnet18", "sgd")
+
+
+def test_predict_fn_traces_once_for_any_batch_and_size():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    predict = finetune.predict_fn(model)
+    for shape in ((2, 8, 8, 3), (3, 16, 12, 3), (1, 8, 8, 3)):
+        x = np.random.default_rng(0).random(shape, dtype="float32")
+        np.testing.assert_allclose(predict(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+    assert predict.experimental_get_tracing_count() == 1
+
+
+def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys):
+    args = _demo_args("--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0", "--model", LIGHT,
+                      "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--size", "32")
+    assert finetune.demo(args) == 0
+    out = capsys.readouterr().out
+    assert "1 epochs x 2 steps, batch 2, 32x32" in out, out
+    total, parts = _timings_line(out)
+    # The phases partition the run (each printed to 0.1 s, the total to 1 s).
+    assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)
+    assert parts["first train step (tracing)"] > 0 and parts["evaluate"] > 0, parts
+    assert "per-epoch validation" not in parts, parts
+    rows = list(csv.DictReader(open(tmp_path / finetune.LOG)))
+    assert len(rows) == 1 and not any(k.startswith("val_") for k in rows[0]), rows
+    assert (tmp_path / finetune.OVERLAY).is_file()
+
+
 @pytest.mark.slow
 def test_demo_learns(tmp_path, data_dir, capsys):
-    args = finetune.add_demo_arguments(__import__("argparse").ArgumentParser()).parse_args(
-        ["--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0"])
-    assert finetune.demo(args) == 0
+    assert finetune.demo(_demo_args("--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0")) == 0
     out = capsys.readouterr().out
     line = [s for s in out.splitlines() if s.startswith("mIoU ")][-1]
     before, after = float(line.split()[1]), float(line.split()[3])
-    assert before < 0.3 and after > 0.6, line
+    assert before < 0.3 and after > 0.5, line
+    total, parts = _timings_line(out)
+    assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)

@@ -100,22 +100,6 @@ def demo_model():
     return dense[0]
 
 
-def palette(n=256):
-    """The PASCAL VOC colour map (class -> RGB), uint8 (n, 3)."""
-    import numpy as np
-
-    cmap = np.zeros((n, 3), "uint8")
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
-
-
 def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
     """Rows of image | ground-truth overlay | prediction overlay, uint8 (H', W', 3).
 
@@ -123,7 +107,9 @@ def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
     """
     import numpy as np
 
-    cmap = palette().astype("float32")
+    from zoo.labels import palette
+
+    cmap = palette(256).astype("float32")
     rows = []
     for img, gt, pr in zip(images, truths, preds):
         img = img.astype("float32")
@@ -139,15 +125,39 @@ def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
     return np.clip(np.concatenate(rows[:-1], axis=0), 0, 255).astype("uint8")
 
 
-def evaluate(model, ds, num_classes, ignore_label=255):
-    """Per-class IoU (numpy, NaN where a class never occurs) and mean IoU over ``ds``."""
-    import numpy as np
+def predict_fn(model):
+    """``model(x, training=False)`` as one ``tf.function`` for any batch and size.
+
+    The input signature leaves batch, height and width free, so the
+    evaluation before and after training and the overlay share a single
+    trace (each trace of a DRN costs seconds on CPU).
+    """
     import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+
+
+def evaluate(model, ds, num_classes, ignore_label=255, predict=None):
+    """Per-class IoU and mean IoU of ``model`` over ``ds``.
+
+    Args:
+        model: a dense keras.Model (logits).
+        ds: ``(images, masks)`` batches.
+        num_classes: classes of the metric.
+        ignore_label: label left out of the metric.
+        predict: a :func:`predict_fn` of ``model`` to reuse; default: a new one.
+
+    Returns:
+        ``(per_class, miou)``: numpy IoU per class (NaN where a class never
+        occurs) and their mean (0.0 when none occurs).
+    """
+    import numpy as np
 
     from zoo.train import SegmentationMeanIoU
 
     metric = SegmentationMeanIoU(num_classes, ignore_class=ignore_label)
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    predict = predict or predict_fn(model)
     for x, y in ds:
         metric.update_state(y, predict(x))
     per_class = metric.per_class()
@@ -162,21 +172,38 @@ def print_iou(per_class, class_names, title):
         print(f"  {name:20s} {'-' if np.isnan(iou) else f'{iou:.3f}'}")
 
 
-def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4):
-    """Predicts the first ``count`` images of ``ds`` and writes the overlay grid."""
+def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, predict=None):
+    """Predicts the first ``count`` images of ``ds`` and writes the overlay grid.
+
+    Args:
+        model: a dense keras.Model (logits).
+        ds: ``(images, masks)`` batches; the first ``count`` images are drawn.
+        path: the PNG to write.
+        preprocessing: the pipeline's preprocessing dict (undone for display).
+        ignore_label: ground-truth label drawn as the plain image.
+        count: rows of the grid.
+        predict: a :func:`predict_fn` of ``model`` to reuse; default: a new one.
+
+    Returns:
+        ``path``.
+    """
     import numpy as np
 
     from zoo.heatmap import write_png
     from zoo.preprocessing import unpreprocess
 
-    images, truths = [], []
-    for x, y in ds.unbatch().take(count):
+    predict = predict or predict_fn(model)
+    images, truths, preds = [], [], []
+    for x, y in ds:
         images.append(x.numpy())
         truths.append(y.numpy())
-    x = np.stack(images)
-    preds = np.argmax(model.predict(x, verbose=0), axis=-1)
+        preds.append(np.argmax(predict(x).numpy(), axis=-1))
+        if sum(len(i) for i in images) >= count:
+            break
+    x = np.concatenate(images)[:count]
     rgb = unpreprocess(x, preprocessing).numpy()
-    write_png(path, overlay_grid(rgb, np.stack(truths), preds, ignore_label))
+    write_png(path, overlay_grid(rgb, np.concatenate(truths)[:count], np.concatenate(preds)[:count],
+                                 ignore_label))
     return path
 
 
@@ -217,7 +244,10 @@ class _CheckpointWriter:
         import keras
 
         class CheckpointWriter(keras.callbacks.Callback):
+            seconds = 0.0
+
             def on_epoch_end(self, epoch, logs=None):
+                t0 = time.perf_counter()
                 _replace_atomically(os.path.join(out, CHECKPOINT), self.model.save)
                 _replace_atomically(os.path.join(out, WEIGHTS), self.model.save_weights)
                 state = {**meta, "epoch": epoch + 1,
@@ -230,20 +260,75 @@ class _CheckpointWriter:
                         os.fsync(f.fileno())
 
                 _replace_atomically(os.path.join(out, STATE), write_state)
+                self.seconds += time.perf_counter() - t0
 
         return CheckpointWriter()
+
+
+class _PhaseTimer:
+    """Keras callback timing ``fit``'s phases: the first train step (which
+    includes tracing the train function), the per-epoch validation passes
+    and the whole call; ``seconds()`` turns them into a breakdown."""
+
+    def __new__(cls):
+        import keras
+
+        class PhaseTimer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.start = self.end = self.first_begin = self.first_step = None
+                self.validation = 0.0
+
+            def on_train_begin(self, logs=None):
+                self.start = time.perf_counter()
+
+            def on_train_end(self, logs=None):
+                self.end = time.perf_counter()
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.first_begin is None:
+                    self.first_begin = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.first_step is None:
+                    self.first_step = time.perf_counter() - self.first_begin
+
+            def on_test_begin(self, logs=None):
+                self._test_start = time.perf_counter()
+
+            def on_test_end(self, logs=None):
+                self.validation += time.perf_counter() - self._test_start
+
+            def seconds(self, checkpoint=0.0):
+                """``{"first_step", "train", "validation"}``: ``train`` is the
+                rest of ``fit`` once validation and ``checkpoint`` are taken out."""
+                total = (self.end or time.perf_counter()) - (self.start or time.perf_counter())
+                first = self.first_step or 0.0
+                return {"first_step": first, "validation": self.validation,
+                        "train": max(total - self.validation - checkpoint - first, 0.0)}
+
+        return PhaseTimer()
 
 
 # -------------------------------------------------------------- training
 
 
-def run(args, strategy=None, before=False):
+def run(args, strategy=None, before=False, validate=True):
     """Fine-tunes ``args.model`` on ``args.data``; the engine of both commands.
+
+    Args:
+        args: the parsed options of :func:`add_arguments` (defaults filled).
+        strategy: a ``tf.distribute`` strategy, or None.
+        before: also evaluate the model before training (``miou_before``).
+        validate: validate after every epoch inside ``fit`` (logged in
+            ``log.csv``); the final evaluation runs either way.
 
     Returns:
         A dict: ``model`` (the keras.Model), ``history``, ``per_class``,
         ``miou``, ``miou_before`` (when ``before``), ``class_names``,
-        ``initial_epoch``, ``seconds`` and the written paths.
+        ``initial_epoch``, ``seconds``, ``timings`` (seconds per phase:
+        build, first_step, train, validation, checkpoint, evaluate,
+        overlay) and the written paths.
     """
     import keras
     import tensorflow as tf
@@ -279,6 +364,7 @@ def run(args, strategy=None, before=False):
             "classes": num_classes, "class_names": list(source.class_names)}
     scope = strategy.scope() if strategy is not None else train._null_scope()
     _remove_stale_temporaries(args.out)
+    t_build = time.time()
     if args.resume and os.path.isfile(ckpt) and os.path.isfile(state_path):
         with open(state_path) as f:
             state = json.load(f)
@@ -301,21 +387,35 @@ def run(args, strategy=None, before=False):
             total_steps=total_steps, optimizer=args.optimizer, learning_rate=args.lr,
             strategy=strategy,
         )
-    result = {"model": model, "class_names": source.class_names, "initial_epoch": initial_epoch}
+    timings = {"build": time.time() - t_build, "evaluate": 0.0}
+    result = {"model": model, "class_names": source.class_names, "initial_epoch": initial_epoch,
+              "timings": timings}
+    predict = predict_fn(model)
     if before:
-        _, result["miou_before"] = evaluate(model, val_ds, num_classes)
+        t = time.time()
+        _, result["miou_before"] = evaluate(model, val_ds, num_classes, predict=predict)
+        timings["evaluate"] += time.time() - t
         print(f"mIoU before fine-tuning: {result['miou_before']:.3f}")
+    writer, timer = _CheckpointWriter(args.out, meta), _PhaseTimer()
     callbacks = [
-        _CheckpointWriter(args.out, meta),
+        timer,
+        writer,
         keras.callbacks.CSVLogger(os.path.join(args.out, LOG), append=initial_epoch > 0),
     ]
     history = model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
-                        verbose=args.verbose)
+                        steps_per_epoch=steps, validation_data=val_ds if validate else None,
+                        callbacks=callbacks, verbose=args.verbose)
+    timings.update(timer.seconds(writer.seconds), checkpoint=writer.seconds)
     result["history"] = history.history
-    result["per_class"], result["miou"] = evaluate(model, val_ds, num_classes)
-    result["overlay"] = save_overlay(model, val_ds, os.path.join(args.out, OVERLAY), preprocessing)
+    t = time.time()
+    result["per_class"], result["miou"] = evaluate(model, val_ds, num_classes, predict=predict)
+    timings["evaluate"] += time.time() - t
+    t = time.time()
+    result["overlay"] = save_overlay(model, val_ds, os.path.join(args.out, OVERLAY), preprocessing,
+                                     predict=predict)
+    timings["overlay"] = time.time() - t
     result["seconds"] = time.time() - t0
+    timings["setup"] = max(result["seconds"] - sum(timings.values()), 0.0)
     del tf
     return result
 
@@ -334,32 +434,49 @@ def finetune_main(args):
     return 0
 
 
+# The demo's defaults: a budget of about 2 minutes on two CPU cores, data
+# prepared. Steps dominate (a drn_d_22 step at 48 px, batch 16, costs about
+# as much as at batch 8), then tracing the train step; validating once at
+# the end instead of after every epoch saves a pass per epoch.
+DEMO_EPOCHS = 4
+DEMO_STEPS = 35
+DEMO_BATCH = 16
+DEMO_SIZE = 48
+DEMO_LR = 2e-3
+
+
+def format_timings(timings, total):
+    """One line: ``total`` seconds and its breakdown by phase (see :func:`run`)."""
+    parts = [("build", "build"), ("first_step", "first train step (tracing)"), ("train", "train"),
+             ("validation", "per-epoch validation"), ("evaluate", "evaluate"),
+             ("checkpoint", "checkpoints"), ("overlay", "overlay"), ("setup", "data and setup")]
+    shown = [f"{label} {timings[k]:.1f}" for k, label in parts if timings.get(k)]
+    return f"{total:.0f} s: " + ", ".join(shown)
+
+
 def demo(args):
     """``zoo demo``: fine-tunes a small dense model on ``zoo_shapes`` offline.
 
     Prints the validation mIoU before and after, per-class IoU, the time
-    taken, and writes ``overlay.png`` in ``--out``.
+    taken with its breakdown by phase, and writes ``overlay.png`` in
+    ``--out``. The model is validated once, after training.
     """
     import tensorflow as tf
 
     if getattr(args, "model", None) is None:
         args.model = demo_model()
-    _fill_defaults(args, epochs=DEMO_EPOCHS, batch_size=8, size=64, steps_per_epoch=DEMO_STEPS,
-                   optimizer="adam", lr=DEMO_LR)
+    _fill_defaults(args, epochs=DEMO_EPOCHS, batch_size=DEMO_BATCH, size=DEMO_SIZE,
+                   steps_per_epoch=DEMO_STEPS, optimizer="adam", lr=DEMO_LR)
     args.data = "zoo_shapes"
     print(f"zoo demo: fine-tuning {args.model} on zoo_shapes ({args.epochs} epochs x "
           f"{args.steps_per_epoch} steps, batch {args.batch_size}, {args.size}x{args.size}, "
           f"{len(tf.config.list_physical_devices('GPU')) and 'GPU' or 'CPU'})")
-    result = run(args, before=True)
+    result = run(args, before=True, validate=False)
     print_iou(result["per_class"], result["class_names"], "validation IoU per class after fine-tuning")
     print(f"\nmIoU {result['miou_before']:.3f} -> {result['miou']:.3f} in {result['seconds']:.0f} s")
+    print(f"time {format_timings(result['timings'], result['seconds'])}")
     print(f"overlays: {result['overlay']}")
     return 0
-
-
-DEMO_EPOCHS = 8
-DEMO_STEPS = 40
-DEMO_LR = 2e-3
 
 
 def main(argv=None):
