@@ -244,8 +244,8 @@ def _timings_line(out):
 def test_demo_fills_its_defaults_and_keeps_overrides(monkeypatch, capsys):
     seen = []
 
-    def fake_run(args, before=False, validate=True):
-        seen.append((vars(args).copy(), before, validate))
+    def fake_run(args, before=False, validate=True, checkpoint_every_epoch=True):
+        seen.append((vars(args).copy(), before, validate, checkpoint_every_epoch))
         timings = {"build": 1.0, "first_step": 2.0, "train": 3.0, "evaluate": 0.5, "checkpoint": 0.3,
                    "overlay": 0.2, "setup": 1.0}
         return {"per_class": np.array([0.5, 0.25, np.nan, 1.0]), "miou_before": 0.1, "miou": 0.58,
@@ -254,13 +254,14 @@ def test_demo_fills_its_defaults_and_keeps_overrides(monkeypatch, capsys):
 
     monkeypatch.setattr(finetune, "run", fake_run)
     assert finetune.demo(_demo_args()) == 0
-    args, before, validate = seen[-1]
+    args, before, validate, every_epoch = seen[-1]
     assert (args["model"], args["data"]) == (finetune.demo_model(), "zoo_shapes")
     assert (args["epochs"], args["steps_per_epoch"], args["batch_size"], args["size"]) == (
         finetune.DEMO_EPOCHS, finetune.DEMO_STEPS, finetune.DEMO_BATCH, finetune.DEMO_SIZE)
     assert (args["optimizer"], args["lr"], args["resume"]) == ("adam", finetune.DEMO_LR, False)
-    # Before and after are measured; fit does not validate every epoch on top.
-    assert before and not validate
+    # Before and after are measured; fit does not validate every epoch on top,
+    # nor checkpoint a run that cannot resume before its end.
+    assert before and not validate and not every_epoch
     out = capsys.readouterr().out
     assert "mIoU 0.100 -> 0.580 in 8 s" in out, out
     total, parts = _timings_line(out)
@@ -284,20 +285,29 @@ def test_predict_fn_traces_once_for_any_batch_and_size():
     assert predict.experimental_get_tracing_count() == 1
 
 
-def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys):
+def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys, monkeypatch):
+    written = []
+    replace = finetune._replace_atomically
+    monkeypatch.setattr(finetune, "_replace_atomically",
+                        lambda path, write: (written.append(os.path.basename(path)), replace(path, write)))
     args = _demo_args("--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0", "--model", LIGHT,
-                      "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--size", "32")
+                      "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2", "--size", "32")
     assert finetune.demo(args) == 0
     out = capsys.readouterr().out
-    assert "1 epochs x 2 steps, batch 2, 32x32" in out, out
+    assert "2 epochs x 1 steps, batch 2, 32x32" in out, out
     total, parts = _timings_line(out)
     # The phases partition the run (each printed to 0.1 s, the total to 1 s).
     assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)
     assert parts["first train step (tracing)"] > 0 and parts["evaluate"] > 0, parts
     assert "per-epoch validation" not in parts, parts
     rows = list(csv.DictReader(open(tmp_path / finetune.LOG)))
-    assert len(rows) == 1 and not any(k.startswith("val_") for k in rows[0]), rows
+    # Keras's CSVLogger keeps val_ columns, empty ("NA") without validation.
+    assert len(rows) == 2 and all(v == "NA" for r in rows for k, v in r.items() if k.startswith("val_")), rows
     assert (tmp_path / finetune.OVERLAY).is_file()
+    # One checkpoint, written after the last epoch.
+    assert written == [finetune.CHECKPOINT, finetune.WEIGHTS, finetune.STATE], written
+    assert json.load(open(tmp_path / finetune.STATE))["epoch"] == 2
+    assert int(keras.models.load_model(str(tmp_path / finetune.CHECKPOINT)).optimizer.iterations) == 2
 
 
 @pytest.mark.slow
