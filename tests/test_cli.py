@@ -60,3 +60,26 @@ def test_demo_heatmap_reports_and_writes_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "exact part" in out and "top-1 agreement" in out and "speed" in out
     assert (tmp_path / "heatmap.png").stat().st_size > 0
+
+
+def test_demo_segment_takes_the_demo_defaults_unless_overridden(monkeypatch, capsys):
+    from zoo import finetune
+
+    seen = []
+
+    def fake_run(args, **kwargs):
+        seen.append(vars(args).copy())
+        raise SystemExit(0)  # stop before training: only the arguments matter here
+
+    monkeypatch.setattr(finetune, "run", fake_run)
+    for argv in (["demo"], ["demo", "segment", "--epochs", "2", "--size", "40", "--steps-per-epoch", "3"]):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    first, second = seen
+    assert (first["epochs"], first["steps_per_epoch"], first["batch_size"], first["size"], first["lr"]) == (
+        finetune.DEMO_EPOCHS, finetune.DEMO_STEPS, finetune.DEMO_BATCH, finetune.DEMO_SIZE, finetune.DEMO_LR)
+    assert (second["epochs"], second["steps_per_epoch"], second["batch_size"], second["size"]) == (
+        2, 3, finetune.DEMO_BATCH, 40)
+    assert "zoo demo: fine-tuning" in capsys.readouterr().out
