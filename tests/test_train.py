@@ -259,6 +259,7 @@ def test_demo_fills_its_defaults_and_keeps_overrides(monkeypatch, capsys):
     assert (args["epochs"], args["steps_per_epoch"], args["batch_size"], args["size"]) == (
         finetune.DEMO_EPOCHS, finetune.DEMO_STEPS, finetune.DEMO_BATCH, finetune.DEMO_SIZE)
     assert (args["optimizer"], args["lr"], args["resume"]) == ("adam", finetune.DEMO_LR, False)
+    assert tuple(args["scale_range"]) == finetune.DEMO_SCALE_RANGE
     # Before and after are measured; fit does not validate every epoch on top,
     # nor checkpoint a run that cannot resume before its end.
     assert before and not validate and not every_epoch
@@ -269,8 +270,10 @@ def test_demo_fills_its_defaults_and_keeps_overrides(monkeypatch, capsys):
                                     "evaluate": 0.5, "checkpoints": 0.3, "overlay": 0.2,
                                     "data and setup": 1.0}, out
     finetune.demo(_demo_args("--epochs", "3", "--steps-per-epoch", "7", "--size", "40", "--batch-size", "2",
-                             "--lr", "0.01", "--model", "resnet18", "--optimizer", "sgd"))
+                             "--lr", "0.01", "--model", "resnet18", "--optimizer", "sgd",
+                             "--scale-range", "0.75", "1.5"))
     args = seen[-1][0]
+    assert args["scale_range"] == [0.75, 1.5]
     assert (args["epochs"], args["steps_per_epoch"], args["size"], args["batch_size"], args["lr"],
             args["model"], args["optimizer"]) == (3, 7, 40, 2, 0.01, "resnet18", "sgd")
 
@@ -294,7 +297,7 @@ def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys, monkeypatch
                       "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2", "--size", "32")
     assert finetune.demo(args) == 0
     out = capsys.readouterr().out
-    assert "2 epochs x 1 steps, batch 2, 32x32" in out, out
+    assert "2 epochs x 1 steps, batch 2, 32x32, scale 0.5-1" in out, out
     total, parts = _timings_line(out)
     # The phases partition the run (each printed to 0.1 s, the total to 1 s).
     assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)
