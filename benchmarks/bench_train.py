@@ -36,7 +36,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -83,12 +82,7 @@ def matmul_peak_gflops(n=2048, repeat=7):
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    a @ b
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
+    times = _timed_steps(lambda: a @ b, 1, repeat)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
@@ -101,14 +95,10 @@ def _data(size, batch):
 
 
 def _timed_steps(step, warmup, steps):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    sys.path.insert(0, ROOT)
+    from zoo.common import run_times
+
+    return run_times(step, warmup=warmup, repeat=steps)
 
 
 def _peak_rss_mib():
