@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -39,17 +38,6 @@ def _cases(quick):
                 ("resnet18_dense", "resnet18", "dense", 19, 64)]
     return [("resnet50_classify", "resnet50", "classify", 1000, 224),
             ("drn_d_22_dense", "drn_d_22", "dense", 19, 224)]
-
-
-def _median(fn, warmup, repeat):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(args):
@@ -67,6 +55,7 @@ def run(args):
 
     import zoo
     from common import compiled_call
+    from zoo.common import run_times
     from zoo.export import export_model, load_artifact
 
     quick = bool(getattr(args, "quick", False) or os.environ.get("ZOO_BENCH_QUICK"))
@@ -98,7 +87,7 @@ def run(args):
             # in turn, so that load from other processes hits every runtime alike
             for _ in range(args.repeat):
                 for n in names:
-                    times[n].append(_median(runners[n], 0, 1))
+                    times[n] += run_times(runners[n], warmup=0, repeat=1)
         base = statistics.median(times["keras"])
         for n in names:
             t = statistics.median(times[n])

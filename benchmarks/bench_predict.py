@@ -28,7 +28,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -85,13 +84,9 @@ def _torch_case(case, size, repeat):
 
 
 def _time(fn, repeat):
-    fn()  # warm-up: tracing, allocation
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    from zoo.common import run_times
+
+    return statistics.median(run_times(fn, warmup=1, repeat=repeat))
 
 
 def _child(case, quick, repeat):

@@ -2,8 +2,10 @@
 
 Cases (``--cases``, default all): DRN-D-22 dense at 64x64 batch 8, 256x256
 batch 4 and 512x512 batch 2, and ResNet-50 at output stride 8 (dense, FCN
-head) at 256x256 batch 2. Every step is float32, random weights, random
-labels over 21 classes, SGD with momentum 0.9, BatchNorm in training mode.
+head) at 256x256 batch 2, with the same ResNet-50 at output stride 32 (no
+dilation anywhere) as the control for TensorFlow's own convolution speed.
+Every step is float32, random weights, random labels over 21 classes, SGD
+with momentum 0.9, BatchNorm in training mode.
 
 The PyTorch peers are the test suite's independent references
 (``tests/drn_torch_ref.py``: fyu/drn's DRNSeg layer for layer with its frozen
@@ -34,7 +36,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,10 +49,13 @@ CASES = {
     "drn_d_22_256": ("drn_d_22", 256, 4, {}),
     "drn_d_22_512": ("drn_d_22", 512, 2, {}),
     "resnet50_os8_256": ("resnet50", 256, 2, {"output_stride": 8}),
+    # The undilated control: what TensorFlow's own convolution backward costs
+    # against PyTorch's, with no dilation anywhere.
+    "resnet50_os32_256": ("resnet50", 256, 2, {"output_stride": 32}),
 }
 # --quick: the same graphs at sizes that take seconds.
 QUICK = {"drn_d_22_64": (32, 2), "drn_d_22_256": (64, 2), "drn_d_22_512": (64, 1),
-         "resnet50_os8_256": (64, 1)}
+         "resnet50_os8_256": (64, 1), "resnet50_os32_256": (64, 1)}
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -78,12 +82,7 @@ def matmul_peak_gflops(n=2048, repeat=7):
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    a @ b
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
+    times = _timed_steps(lambda: a @ b, 1, repeat)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
@@ -96,14 +95,10 @@ def _data(size, batch):
 
 
 def _timed_steps(step, warmup, steps):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    sys.path.insert(0, ROOT)
+    from zoo.common import run_times
+
+    return run_times(step, warmup=warmup, repeat=steps)
 
 
 def _peak_rss_mib():
@@ -153,7 +148,8 @@ def torch_worker(case, size, batch, warmup, steps):
     else:
         from tests import resnet_torch_ref as ref
 
-        net = ref.randomize(ref.FCN(ref.build("resnet50", output_stride=8), classes=CLASSES))
+        net = ref.randomize(ref.FCN(ref.build("resnet50", output_stride=CASES[case][3]["output_stride"]),
+                                    classes=CLASSES))
 
         def forward(t):
             _, c5 = net.backbone.features(t)
@@ -211,7 +207,8 @@ def run_cases(args):
         model_name, size, batch, _ = CASES[case]
         if args.quick:
             size, batch = QUICK[case]
-        label = f"{model_name}{'_os8' if 'os8' in case else ''} dense {size}x{size} b{batch}"
+        stride = CASES[case][3].get("output_stride")
+        label = f"{model_name}{f'_os{stride}' if stride else ''} dense {size}x{size} b{batch}"
         ref = _spawn("torch", case, size, batch, args) if importlib.util.find_spec("torch") else None
         engines = [(f"keras:{b}", None) for b in backends]
         if args.baseline and "tensorflow" in backends:

@@ -6,7 +6,6 @@ ratios only against a peer measured in the same process and run.
 
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -19,13 +18,9 @@ def timeit(fn, warmup=2, repeat=5):
     Returns:
         A dict with ``median_s``, ``min_s`` and ``runs``.
     """
-    for _ in range(warmup):
-        _block(fn())
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        _block(fn())
-        times.append(time.perf_counter() - t0)
+    from zoo.common import run_times
+
+    times = run_times(lambda: _block(fn()), warmup=warmup, repeat=repeat)
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeat}
 
 

@@ -63,7 +63,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     import tensorflow as tf
 
+    from bench_train import cpu_info
+
     meta = {
+        **cpu_info(),  # absolute times differ ~2x between AVX2 and AVX-512 machines
         "machine": platform.platform(),
         "processor": platform.processor(),
         "cpus": os.cpu_count(),

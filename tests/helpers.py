@@ -107,3 +107,33 @@ def save_legacy_h5(model, path):
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     return path
+
+
+def serve_files(tmp_path, files):
+    """Writes ``{name: bytes}`` under ``tmp_path/served`` (the ``file://``
+    "server" of the weights tests).
+
+    Returns:
+        The folder, a ``pathlib.Path``.
+    """
+    served = tmp_path / "served"
+    served.mkdir()
+    for name, data in files.items():
+        (served / name).write_bytes(data)
+    return served
+
+
+def use_manifest(monkeypatch, tmp_path, manifest):
+    """Points ``zoo.weights`` at ``manifest``, with an empty package folder,
+    ``KERAS_HOME`` under ``tmp_path`` and no ``$KERAS_ZOO_WEIGHTS`` folder.
+
+    Returns:
+        The download cache folder, a ``pathlib.Path``.
+    """
+    from zoo import weights as zw
+
+    monkeypatch.setattr(zw, "load_manifest", lambda: manifest)
+    monkeypatch.setattr(zw, "package_weights_dir", lambda: str(tmp_path / "pkg"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(zw.ENV_DIR, raising=False)
+    return tmp_path / "keras_home" / "models"

@@ -26,11 +26,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 REF = keras.backend.backend()
 OTHERS = [b for b in ("tensorflow", "jax", "torch") if b != REF]
 
-# The default suite keeps three small models whose blocks cover most layer
-# types (residual + dilated + BN, DRN's degridding, Inception branches with
-# ceil-mode pools and LRN); the rest of the registry runs in the slow step
-# (VGG16's .weights.h5 alone is half a gigabyte).
-LIGHT = {"resnet18", "drn_d_22", "googlenet"}
+# The default suite keeps a few small cases whose blocks cover most layer
+# types: ResNet-18 in every mode (residual + BN, the heatmap's FC-as-conv),
+# DRN-D-22 dense (dilation, degridding, the frozen x8 up) and GoogLeNet
+# classify (Inception branches, ceil-mode pools, LRN). The rest of the
+# registry runs in the slow step (VGG16's .weights.h5 alone is half a
+# gigabyte); each extra model costs its backend a fresh trace per mode.
+LIGHT = {"resnet18"}
+LIGHT_CASES = {("drn_d_22", "dense"), ("googlenet", "classify")}
 # The smaller torch-backend table: one model per family and layout.
 TORCH = {"resnet18", "resnet50", "drn_d_22", "drn_a_18", "drn_c_26", "googlenet",
          "inception_v3", "vgg16", "fcn8s"}
@@ -48,7 +51,7 @@ def _cases():
             for backend in OTHERS:
                 if backend == "torch" and name not in TORCH:
                     continue
-                group = "light" if name in LIGHT else "heavy"
+                group = "light" if name in LIGHT or (name, mode) in LIGHT_CASES else "heavy"
                 marks = [] if group == "light" else [pytest.mark.slow]
                 yield pytest.param(name, mode, backend, group, marks=marks,
                                    id=f"{name}-{mode}-{backend}")

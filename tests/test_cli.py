@@ -35,17 +35,46 @@ def test_convert_legacy_h5_to_weights_h5(tmp_path, vgg16_reference):
         np.testing.assert_array_equal(x, y)
 
 
-def test_heatmap_writes_png(tmp_path, vgg16_reference):
+def _write_png(path, height, width, seed=0):
     import tensorflow as tf
 
-    _, top, _ = vgg16_reference
-    img = (np.random.default_rng(0).uniform(0, 255, (256, 288, 3))).astype("uint8")
-    path = str(tmp_path / "img.png")
+    img = (np.random.default_rng(seed).uniform(0, 255, (height, width, 3))).astype("uint8")
     tf.io.write_file(path, tf.io.encode_png(img))
+    return path
+
+
+def test_heatmap_writes_png_and_names_the_class(tmp_path, vgg16_reference, capsys):
+    import re
+
+    import tensorflow as tf
+
+    from zoo.labels import load_labels
+
+    _, top, _ = vgg16_reference
+    path = _write_png(str(tmp_path / "img.png"), 256, 288)
     out = str(tmp_path / "heat.png")
     assert main(["heatmap", path, "--model", "vgg16", "--weights", top, "--out", out]) == 0
     png = tf.io.decode_png(tf.io.read_file(out)).numpy()
     assert png.shape == (256, 288, 3)
+    # a 1000-class checkpoint of vgg16 keeps the ImageNet names of its published weights
+    line = capsys.readouterr().out
+    cls = int(re.search(r"top class (\d+) ", line).group(1))
+    assert f"top class {cls} {load_labels('imagenet')[cls]!r} (score" in line
+
+
+def test_heatmap_without_a_label_set_prints_the_index_only(tmp_path, capsys):
+    import re
+
+    weights = str(tmp_path / "resnet18_10.weights.h5")
+    zoo.create_model("resnet18", weights=None, mode="heatmap", classes=10).save_weights(weights)
+    path = _write_png(str(tmp_path / "img.png"), 224, 240)
+    out = str(tmp_path / "heat.png")
+    argv = ["heatmap", path, "--model", "resnet18", "--weights", weights, "--classes", "10", "--out", out]
+    assert main(argv) == 0
+    line = capsys.readouterr().out
+    # no published label set has 10 classes: the index stands alone
+    assert re.match(r"top class \d \(score ", line), line
+    assert os.path.getsize(out) > 0
 
 
 def test_python_dash_m_runs():

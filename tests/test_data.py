@@ -43,7 +43,7 @@ def test_preprocess_matches_manifest_formulas():
     assert caffe["type"] == "caffe"
     want = img[..., ::-1].astype("float32") - np.array(caffe["mean"], "float32")
     np.testing.assert_allclose(data.preprocess(img, caffe).numpy(), want, rtol=1e-6)
-    torch = data.preprocessing_for("vgg16", None)
+    torch = data.preprocessing_for("drn_a_18", None)  # no published weights: the torch default
     want = (img / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(data.preprocess(img, torch).numpy(), want, rtol=1e-5, atol=1e-5)
     for spec in (caffe, torch):

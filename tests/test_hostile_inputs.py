@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
+from tests.helpers import save_torch
 from zoo.io.errors import CheckpointError
 from zoo.io.pth import is_pth, read_pth
 
@@ -90,7 +91,7 @@ def good_pth(tmp_path_factory):
     paths = {}
     for fmt in ("zip", "legacy"):
         path = folder / f"good_{fmt}.pth"
-        torch.save(sd, path, _use_new_zipfile_serialization=fmt == "zip")
+        save_torch(sd, path, legacy=fmt == "legacy")
         paths[fmt] = path
     return paths, {k: v.numpy() for k, v in sd.items()}
 
@@ -322,7 +323,7 @@ def test_wrong_rank_torch_tensor_names_file_and_layer(tmp_path):
           "bn.weight": torch.ones(4), "bn.bias": torch.ones(4), "bn.running_mean": torch.ones(4),
           "bn.running_var": torch.ones(4), "fc.weight": torch.ones(2, 4), "fc.bias": torch.ones(2)}
     path = str(tmp_path / "rank.pth")
-    torch.save(sd, path)
+    save_torch(sd, path)
     with pytest.raises(CheckpointError) as err:
         zw.load_weights(model, path, "tiny")
     msg = str(err.value)
@@ -453,7 +454,7 @@ def test_load_weights_two_arguments_pytorch_layout(tmp_path):
           "bn.num_batches_tracked": torch.tensor(3), "fc.weight": torch.randn(2, 4, generator=g),
           "fc.bias": torch.randn(2, generator=g)}
     path = str(tmp_path / "tiny.pth")
-    torch.save(sd, path)
+    save_torch(sd, path)
     model = zoo.load_weights(_tiny_model(), path)
     np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0],
                                   sd["conv.weight"].numpy().transpose(2, 3, 1, 0))

@@ -8,6 +8,7 @@ import torch
 
 import zoo
 from tests import resnet_torch_ref as tref
+from tests.helpers import save_torch
 from zoo import weights as zw
 from zoo.convert import adapt_input_kernel, input_fed_layers
 from zoo.io.errors import CheckpointError
@@ -28,7 +29,7 @@ def rgb_model(resnet18_file):
 def resnet18_file(tmp_path_factory):
     net = tref.randomize(tref.build("resnet18"), seed=11)
     path = tmp_path_factory.mktemp("in_ch") / "r18.pth"
-    torch.save(net.state_dict(), path)
+    save_torch(net.state_dict(), path)
     # Keras layout (kh, kw, in, out) of the stem, to check the rule against.
     rgb = net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
     return str(path), rgb
@@ -90,7 +91,7 @@ def test_a_deeper_conv_is_never_adapted(resnet18_file, tmp_path):
     # layer1.0.conv1 with 3 input channels instead of 64: still an error.
     state["layer1.0.conv1.weight"] = torch.zeros(64, 3, 3, 3)
     bad = tmp_path / "bad.pth"
-    torch.save(state, bad)
+    save_torch(state, bad)
     model = _build(zoo.ResNet18, 3)
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(CheckpointError, match=r"layer1_0_conv1.*\(3, 3, 3, 64\).*\(3, 3, 64, 64\)"):

@@ -119,3 +119,16 @@ def test_runtime_minimum_on_other_backends(backend):
     out = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=600, cwd=root)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_min_input_table_lists_exactly_each_names_modes():
+    from zoo.assembler import min_input_table
+    from zoo.registry import get_entry
+
+    for name in zoo.list_models():
+        assert list(min_input_table(name)) == list(get_entry(name).modes), name
+    # dense-only names built on a backbone that also classifies
+    for name in ("fcn8s", "fcn16s", "fcn32s", "deeplabv3_resnet50", "deeplabv3_resnet101"):
+        assert min_input_table(name) == {"dense": 1}, name
+    assert min_input_table("vgg16") == {"classify": 224, "heatmap": 224, "dense": 32, "features": 32}
+    assert min_input_table("resnet50", output_stride=8)["heatmap"] == 56

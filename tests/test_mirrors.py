@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from tests.helpers import serve_files, use_manifest
 from zoo import weights as zw
 from zoo.io.errors import CheckpointError
 
@@ -23,10 +24,7 @@ def _sha(data):
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     """A one-entry manifest whose file is served from tmp_path/served."""
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "good.bin").write_bytes(GOOD)
-    (served / "bad.bin").write_bytes(BAD)
+    served = serve_files(tmp_path, {"good.bin": GOOD, "bad.bin": BAD})
     spec = {
         "file": "toy-weights.bin",
         "url": (served / "missing.bin").as_uri(),  # a dead primary
@@ -35,12 +33,7 @@ def world(tmp_path, monkeypatch):
         "mirrors": [],
     }
     manifest = {"vgg16": {"imagenet": {"files": {"notop": spec}, "classifier": []}}}
-    monkeypatch.setattr(zw, "load_manifest", lambda: manifest)
-    monkeypatch.setattr(zw, "package_weights_dir", lambda: str(tmp_path / "pkg"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(zw.ENV_DIR, raising=False)
-    cache = tmp_path / "keras_home" / "models"
-    return spec, served, cache
+    return spec, served, use_manifest(monkeypatch, tmp_path, manifest)
 
 
 def _resolve():
@@ -64,24 +57,21 @@ def test_dead_primary_then_bad_mirror_then_good_mirror(world):
     assert [n for n in _files(cache) if not n.startswith(".keras_zoo_verified")] == ["toy-weights.bin"]
 
 
-def test_only_bad_sources_leave_no_file_and_name_every_url(world):
+@pytest.mark.parametrize("mirror, error, named", [
+    # a hash mismatch everywhere: each URL named with its failure
+    ("bad.bin", CheckpointError, ["hash mismatch", "missing.bin", "bad.bin"]),
+    # nothing reachable: the file, every URL, the local folder and the hash
+    ("gone.bin", FileNotFoundError, ["toy-weights.bin", "missing.bin", "gone.bin", zw.ENV_DIR,
+                                     "sha256:" + _sha(GOOD)]),
+], ids=["bad", "dead"])
+def test_failed_sources_leave_no_file_and_name_every_url(world, mirror, error, named):
     spec, served, cache = world
-    spec["mirrors"] = [(served / "bad.bin").as_uri()]
-    with pytest.raises(CheckpointError) as e:
+    spec["mirrors"] = [(served / mirror).as_uri()]
+    with pytest.raises(error) as e:
         _resolve()
     msg = str(e.value)
-    assert "hash mismatch" in msg and "missing.bin" in msg and "bad.bin" in msg
-    assert _files(cache) == []
-
-
-def test_all_sources_dead_lists_primary_and_mirrors(world):
-    spec, served, cache = world
-    spec["mirrors"] = [(served / "gone.bin").as_uri()]
-    with pytest.raises(FileNotFoundError) as e:
-        _resolve()
-    msg = str(e.value)
-    assert "toy-weights.bin" in msg and "missing.bin" in msg and "gone.bin" in msg
-    assert zw.ENV_DIR in msg and spec["hash"] in msg
+    for part in named:
+        assert part in msg, (part, msg)
     assert _files(cache) == []
 
 

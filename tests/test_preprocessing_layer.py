@@ -64,6 +64,29 @@ def test_override_and_weights_none():
     assert layer.spec == CITYSCAPES and layer.name == "preprocess"
 
 
+def test_weights_none_pipelines_agree_with_builders_across_the_registry():
+    """A data pipeline's ``preprocessing_for(name, None)`` is the record a
+    builder with ``include_preprocessing=True, weights=None`` puts inside, for
+    every registry name and every mode of its default configuration."""
+    from zoo.assembler import backbone_spec
+    from zoo.preprocessing import DEFAULT_PREPROCESSING
+
+    for name in zoo.list_models():
+        pipeline = preprocessing_for(name, None)
+        spec = backbone_spec(name)
+        for mode in zoo.registry.get_entry(name).modes:
+            file_key = spec.file_key(mode) if spec.file_key else None
+            built = preprocessing_layer(name, None, file_key=file_key).spec
+            assert built == pipeline, (name, mode, built, pipeline)
+    # the records themselves: the family's ImageNet file, torch without any
+    assert preprocessing_for("vgg16", None) == CAFFE
+    assert preprocessing_for("fcn8s", None) == CAFFE
+    assert preprocessing_for("resnet50", None)["type"] == "caffe"  # keras layout by default
+    assert preprocessing_for("resnet18", None) == TORCH
+    assert preprocessing_for("inception_v3", None) == TF
+    assert preprocessing_for("drn_a_18", None) == DEFAULT_PREPROCESSING
+
+
 def test_keras_round_trip(tmp_path):
     model = _layer_model(CITYSCAPES, "uint8")
     path = str(tmp_path / "pre.keras")

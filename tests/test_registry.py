@@ -8,8 +8,9 @@ from zoo.registry import get_entry
 
 # The deepest variants share their code path with a shallower sibling in the
 # default suite; they run in CI's slow step.
-HEAVY = {"vgg19", "resnet101", "resnet152", "drn_d_105", "drn_d_107", "drn_c_58",
-         "drn_d_54", "drn_d_56", "drn_a_50", "fcn16s", "fcn32s",
+HEAVY = {"vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50",
+         "drn_c_42", "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54",
+         "drn_d_56", "drn_d_105", "drn_d_107", "fcn16s", "fcn32s",
          "deeplabv3_resnet50", "deeplabv3_resnet101"}
 
 # Input sizes per mode: heatmap needs a full training crop for VGG/ResNet,

@@ -91,6 +91,21 @@ def test_keras_layout_names_and_epsilon():
 # ------------------------------------------------------ torchvision layout
 
 
+def _tref():
+    """The torch reference module (skips the test without torch)."""
+    pytest.importorskip("torch")
+    from tests import resnet_torch_ref
+
+    return resnet_torch_ref
+
+
+def _assert_conv_loaded(model, layer_name, conv):
+    """The Keras conv ``layer_name`` holds torch ``conv``'s kernel exactly
+    ((out, in, kh, kw) -> (kh, kw, in, out))."""
+    want = conv.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(model.get_layer(layer_name).get_weights()[0], want)
+
+
 def _torch_checkpoint(tmp_path, model, legacy, name="ref.pth"):
     pytest.importorskip("torch")
     return save_torch(model.state_dict(), tmp_path / name, legacy=legacy)
@@ -112,8 +127,7 @@ def _torch_run(model, x):
     ("resnet50", 16, False),
 ])
 def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_stride, legacy):
-    pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
 
     ref = tref.randomize(tref.build(config, output_stride), seed=1)
     f = _torch_checkpoint(tmp_path, ref, legacy)
@@ -129,8 +143,8 @@ def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_str
 
 
 def test_imagenet_pth_into_features_and_dense(tmp_path):
-    torch = pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
+    import torch
 
     ref = tref.randomize(tref.build("resnet18", output_stride=8), seed=11)
     f = _torch_checkpoint(tmp_path, ref, legacy=False)
@@ -146,13 +160,11 @@ def test_imagenet_pth_into_features_and_dense(tmp_path):
     _close(c4_model.predict_on_batch(x), c4.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
     # Dense mode: fc is not used, the new FCN head keeps its initial values.
     dense = zoo.ResNet18(weights=f, mode="dense", classes=4)
-    want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
-    np.testing.assert_array_equal(dense.get_layer("layer4_1_conv2").get_weights()[0], want)
+    _assert_conv_loaded(dense, "layer4_1_conv2", ref.layer4[1].conv2)
 
 
 def test_fcn_dense_matches_torch_reference(tmp_path):
-    pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
 
     ref = tref.randomize(tref.FCN(tref.build("resnet50", 8), classes=21), seed=3)
     f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn.pth")
@@ -276,8 +288,7 @@ def test_bad_output_stride_is_refused():
 
 
 def test_torchvision_checkpoint_into_keras_layout_is_refused(tmp_path):
-    pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
 
     f = _torch_checkpoint(tmp_path, tref.build("resnet50"), legacy=False)
     with pytest.raises(CheckpointError, match=r"torchvision-layout.*stride_in_1x1=False"):
@@ -296,8 +307,7 @@ def test_tag_of_the_other_layout_is_refused_before_download():
 
 
 def test_class_count_mismatch_drops_head_and_loads_backbone(tmp_path):
-    pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
 
     ref = tref.randomize(tref.build("resnet18"), seed=7)
     f = _torch_checkpoint(tmp_path, ref, legacy=True)
@@ -306,13 +316,11 @@ def test_class_count_mismatch_drops_head_and_loads_backbone(tmp_path):
         m = zoo.ResNet18(weights=f, classes=10, input_shape=(H, W, 3))
     assert any("class count differs" in str(w.message) and "fc" in str(w.message) for w in caught)
     assert m.get_layer("fc").get_weights()[0].shape == (512, 10)
-    want = ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0)
-    np.testing.assert_array_equal(m.get_layer("layer4_1_conv2").get_weights()[0], want)
+    _assert_conv_loaded(m, "layer4_1_conv2", ref.layer4[1].conv2)
 
 
 def test_fcn_checkpoint_with_other_class_count_keeps_backbone(tmp_path):
-    pytest.importorskip("torch")
-    from tests import resnet_torch_ref as tref
+    tref = _tref()
 
     ref = tref.randomize(tref.FCN(tref.build("resnet18", 8), classes=21), seed=13)
     f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn18.pth")
@@ -320,6 +328,5 @@ def test_fcn_checkpoint_with_other_class_count_keeps_backbone(tmp_path):
         warnings.simplefilter("always")
         m = zoo.ResNet18(weights=f, mode="dense", classes=5)
     assert any("classifier_4" in str(w.message) for w in caught)
-    want = ref.classifier[0].weight.detach().numpy().transpose(2, 3, 1, 0)
-    np.testing.assert_array_equal(m.get_layer("classifier_0").get_weights()[0], want)
+    _assert_conv_loaded(m, "classifier_0", ref.classifier[0])
     assert m.get_layer("classifier_4").get_weights()[0].shape == (1, 1, 128, 5)

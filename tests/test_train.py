@@ -17,7 +17,7 @@ DENSE = train.dense_models()
 # The default suite fits these (when registered); every other dense model
 # is fitted in the slow suite (VGG/FCN, deep ResNets and Inception are heavy
 # on 2 CPU cores even at 32x32).
-FAST = ("drn_d_22", "resnet18", "drn_c_26")
+FAST = ("drn_d_22", "resnet18")
 LIGHT = next((n for n in FAST if n in DENSE), DENSE[0])
 
 

@@ -4,6 +4,7 @@ import hashlib
 
 import pytest
 
+from tests.helpers import serve_files, use_manifest
 from zoo import cli
 from zoo import weights as zw
 
@@ -13,10 +14,7 @@ B = b"second weights file " * 50
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "a.pth").write_bytes(A)
-    (served / "b.h5").write_bytes(B)
+    served = serve_files(tmp_path, {"a.pth": A, "b.h5": B})
     manifest = {
         "resnet50": {
             "imagenet": {
@@ -33,11 +31,7 @@ def world(tmp_path, monkeypatch):
             "cityscapes": {"file": "c.pth", "url": (served / "c.pth").as_uri(), "hash": None, "format": "pth"},
         },
     }
-    monkeypatch.setattr(zw, "load_manifest", lambda: manifest)
-    monkeypatch.setattr(zw, "package_weights_dir", lambda: str(tmp_path / "pkg"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(zw.ENV_DIR, raising=False)
-    return manifest, served, tmp_path / "keras_home" / "models"
+    return manifest, served, use_manifest(monkeypatch, tmp_path, manifest)
 
 
 def _run(capsys, *argv):

@@ -184,12 +184,6 @@ class _Progress:
 
 # --- models -----------------------------------------------------------------------
 
-def _is_tag(model_name, weights):
-    from zoo import weights as zw
-
-    return isinstance(weights, str) and weights in zw.available_tags(model_name)
-
-
 def build_app_model(model_name, weights=None, mode="classify", classes=None, include_preprocessing=True):
     """A model for an application: with its preprocessing inside.
 
@@ -207,7 +201,7 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
         ``(model, names)``: the ``keras.Model`` and its class names.
     """
     import zoo
-    from zoo.labels import label_set_for, load_labels, resolve_names
+    from zoo.labels import label_set_for_weights, resolve_names
 
     kwargs = {"weights": weights, "mode": mode}
     if classes:
@@ -216,15 +210,7 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
         kwargs["include_preprocessing"] = True
     model = zoo.create_model(model_name, **kwargs)
     n = int(model.outputs[0].shape[-1])
-    if weights is None:
-        candidates = []
-    elif _is_tag(model_name, weights):
-        candidates = [label_set_for(model_name, weights)]
-    else:
-        # a checkpoint file keeps the labels of the published weights it
-        # came from: the first tag whose label set has its class count
-        candidates = [label_set_for(model_name, tag) for tag in zoo.weights.available_tags(model_name)]
-    label_set = next((s for s in candidates if s and len(load_labels(s)) == n), None)
+    label_set = label_set_for_weights(model_name, weights, n)
     return model, resolve_names(label_set, n)
 
 

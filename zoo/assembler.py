@@ -368,10 +368,24 @@ def backbone_spec(model_name):
 
 
 def min_input_table(model_name, output_stride=None):
-    """``{mode: side}``: the smallest input side each mode accepts."""
+    """``{mode: side}``: the smallest input side each mode of a registry name accepts.
+
+    Args:
+        model_name: registry name.
+        output_stride: the builder's ``output_stride``; None (or one the
+            backbone does not offer) takes each mode's default.
+
+    Returns:
+        A dict over exactly the modes the registry name's builder accepts
+        (``fcn8s`` and ``deeplabv3_*`` share a backbone with classifiers but
+        are dense-only).
+    """
+    from zoo.registry import get_entry
+
     spec = backbone_spec(model_name)
+    modes = get_entry(model_name).modes
     table = {}
-    for mode in spec.modes:
+    for mode in (m for m in spec.modes if m in modes):
         os_ = resolve_output_stride(spec, mode, output_stride if output_stride in spec.output_strides
                                     else None)
         table[mode] = min_input_side(spec, mode, os_)

@@ -108,8 +108,9 @@ def cmd_heatmap(args):
 
     _check_image(args.image)
 
-    result = run_heatmap(args.model, args.weights, args.image, args.out)
-    print(f"top class {result['class']} (score {result['score']:.3g}); "
+    result = run_heatmap(args.model, args.weights, args.image, args.out, classes=args.classes)
+    named = f" {result['name']!r}" if result["name"] is not None else ""
+    print(f"top class {result['class']}{named} (score {result['score']:.3g}); "
           f"map {result['map_shape'][0]}x{result['map_shape'][1]}; wrote {args.out}")
 
 
@@ -159,6 +160,7 @@ def build_parser():
     s.add_argument("--model", default="vgg16")
     s.add_argument("--weights", default="imagenet")
     s.add_argument("--out", default="heat.png")
+    s.add_argument("--classes", type=int, default=None, help="class count of a fine-tuned checkpoint")
     s.set_defaults(func=cmd_heatmap)
 
     from zoo import weights_cli  # zoo weights list|fetch|verify

@@ -1,4 +1,7 @@
-"""Argument handling shared by every family's builder."""
+"""Argument handling shared by every family's builder, and the one timing loop
+(``zoo demo`` and benchmarks/ both time with :func:`run_times`)."""
+
+import time
 
 from zoo.registry import MODES
 
@@ -50,3 +53,25 @@ def check_min_size(input_shape, min_size, mode):
                 f"{mode} mode needs inputs of at least {min_size}x{min_size}; "
                 f"got input_shape={tuple(input_shape)}"
             )
+
+
+def run_times(fn, warmup=1, repeat=5):
+    """Wall times of repeated ``fn()`` calls, after ``warmup`` untimed ones.
+
+    Args:
+        fn: a callable whose return the caller has already made blocking
+            (e.g. ends in ``.numpy()``), so that the time includes the work.
+        warmup: untimed calls first (tracing, allocation).
+        repeat: timed calls.
+
+    Returns:
+        A list of ``repeat`` durations in seconds.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times

@@ -10,10 +10,10 @@ measures both parts and the speedup.
 
 import os
 import tempfile
-import time
 
 import numpy as np
 
+from zoo.common import run_times
 from zoo.models.vgg import VGG16, TRAIN_CROP
 
 STRIDE = 32
@@ -55,13 +55,7 @@ def head_on_windows(classifier, pool5, window=7):
 
 
 def _timed(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(run_times(fn, warmup=1, repeat=repeat)))
 
 
 def demo_image(size, seed=0):

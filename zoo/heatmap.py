@@ -42,25 +42,37 @@ def read_image(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False).numpy()
 
 
-def run_heatmap(model_name, weights, image_path, out):
+def run_heatmap(model_name, weights, image_path, out, classes=None):
     """One heatmap-mode pass over an image; writes the top class's map as PNG.
 
     The top class is the one with the highest score anywhere on the map.
 
+    Args:
+        model_name: registry name.
+        weights: a published tag or a checkpoint path.
+        image_path: the input image.
+        out: where the PNG goes.
+        classes: the checkpoint's class count; None keeps the builder's.
+
     Returns:
-        A dict with ``class``, ``score`` and ``map_shape``.
+        A dict with ``class``, ``name`` (None when the weights have no label
+        set of that size), ``score`` and ``map_shape``.
     """
     import tensorflow as tf
 
     import zoo
+    from zoo.labels import label_set_for_weights, load_labels
 
     image = read_image(image_path)
-    model = zoo.create_model(model_name, weights=weights, mode="heatmap")
+    kwargs = {"classes": classes} if classes else {}
+    model = zoo.create_model(model_name, weights=weights, mode="heatmap", **kwargs)
     x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
     cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])
     write_png(out, overlay(image, scores[..., cls]))
-    return {"class": cls, "score": float(scores[..., cls].max()), "map_shape": scores.shape[:2]}
+    label_set = label_set_for_weights(model_name, weights, scores.shape[-1])
+    name = load_labels(label_set)[cls] if label_set else None
+    return {"class": cls, "name": name, "score": float(scores[..., cls].max()), "map_shape": scores.shape[:2]}
 
 
 def heatmap_demo(out_dir="zoo_demo", size=384):

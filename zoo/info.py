@@ -63,8 +63,7 @@ def model_info(name, input_size=(224, 224), **kwargs):
     if features is not None:
         info["features"] = {k: {"stride": 2 ** int(k[1:]), "channels": int(t.shape[-1])}
                             for k, t in features.output.items()}
-    info["min_input"] = {m: s for m, s in min_input_table(entry.name, kwargs.get("output_stride")).items()
-                         if m in entry.modes}
+    info["min_input"] = min_input_table(entry.name, kwargs.get("output_stride"))
     if entry.info_hook is not None:
         info.update(entry.info_hook(model, (h, w), per_layer))
     return info

@@ -497,8 +497,8 @@ def conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="same", use_b
     Returns:
         The activated tensor.
     """
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                            use_bias=not use_bn, name=f"{name}_conv")(x)
+    x = conv2d(filters, kernel_size, strides=strides, padding=padding, use_bias=not use_bn,
+               name=f"{name}_conv")(x)
     if use_bn:
         x = keras.layers.BatchNormalization(epsilon=bn_epsilon, scale=bn_scale, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)

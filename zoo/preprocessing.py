@@ -10,7 +10,7 @@ from keras import ops
 
 from zoo import weights as zw
 
-# The preprocessing of a model without published weights (random init).
+# The preprocessing of a model with no published weights at all (random init).
 DEFAULT_PREPROCESSING = {"type": "torch", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
@@ -26,11 +26,12 @@ def preprocessing_for(model_name, weights=None, file_key=None):
     Returns:
         The manifest's ``preprocessing`` dict for the tag (or its file); for a
         path, the model's first published tag's (a fine-tuned file keeps its
-        origin's preprocessing); :data:`DEFAULT_PREPROCESSING` without weights.
+        origin's preprocessing); without weights, :func:`family_default`'s,
+        the record a builder's ``include_preprocessing=True`` puts inside.
     """
-    tags = zw.available_tags(model_name)
     if weights is None:
-        return dict(DEFAULT_PREPROCESSING)
+        return family_default(model_name, file_key)
+    tags = zw.available_tags(model_name)
     candidates = [weights] if weights in tags else tags
     for tag in candidates:
         entry = zw.manifest_entry(model_name, tag)
@@ -159,12 +160,7 @@ def preprocessing_layer(model_name, weights=None, preprocessing=None, file_key=N
     Returns:
         A :class:`Preprocess` layer named ``"preprocess"``.
     """
-    if preprocessing is not None:
-        spec = preprocessing
-    elif weights is None:
-        spec = family_default(model_name, file_key)
-    else:
-        spec = preprocessing_for(model_name, weights, file_key)
+    spec = preprocessing if preprocessing is not None else preprocessing_for(model_name, weights, file_key)
     return Preprocess(spec, name="preprocess")
 
 

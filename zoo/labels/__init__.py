@@ -92,6 +92,32 @@ def class_names(model_name, tag=None):
     return load_labels(label_set)
 
 
+def label_set_for_weights(model_name, weights, classes):
+    """The label set of a model built from ``weights``, if it has one.
+
+    Args:
+        model_name: registry name.
+        weights: a published tag, a checkpoint path, or None (random).
+        classes: the number of classes the built model predicts.
+
+    Returns:
+        A label-set name whose size is ``classes``, or None: random weights,
+        or no published label set of that size (e.g. a 10-class fine-tune).
+    """
+    from zoo import weights as zw
+
+    if weights is None:
+        return None
+    tags = zw.available_tags(model_name)
+    if isinstance(weights, str) and weights in tags:
+        candidates = [label_set_for(model_name, weights)]
+    else:
+        # a checkpoint file keeps the labels of the published weights it
+        # came from: the first tag whose label set has its class count
+        candidates = [label_set_for(model_name, tag) for tag in tags]
+    return next((s for s in candidates if s and len(load_labels(s)) == classes), None)
+
+
 def resolve_names(labels, classes=None):
     """Names for ``classes`` class ids from a label set, a sequence or None.
 

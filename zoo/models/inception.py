@@ -33,7 +33,7 @@ from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backb
 from zoo.common import DEFAULT
 from zoo.info import count_parameters
 from zoo.io.errors import CheckpointError
-from zoo.layers import conv_bn_relu, inception_block
+from zoo.layers import conv2d, conv_bn_relu, inception_block
 from zoo.registry import register_model
 from zoo.weights import load_weights, manifest_entry, resolve_file
 
@@ -165,7 +165,7 @@ def googlenet_aux(x, classes, activation, name, use_bn, pool):
     x = conv_bn_relu(x, 128, 1, f"{name}_conv", use_bn=use_bn)
     # fc1 as a 4x4 valid conv: the converter lays torch's Linear(2048, 1024),
     # whose input is flattened in (C, H, W) order, into its kernel.
-    x = layers.Conv2D(1024, 4, padding="valid", activation="relu", name=f"{name}_fc1")(x)
+    x = conv2d(1024, 4, padding="valid", activation="relu", name=f"{name}_fc1")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return layers.Dense(classes, activation=activation, name=f"{name}_fc2")(x)
