@@ -330,3 +330,11 @@ def test_fcn_checkpoint_with_other_class_count_keeps_backbone(tmp_path):
     assert any("classifier_4" in str(w.message) for w in caught)
     _assert_conv_loaded(m, "classifier_0", ref.classifier[0])
     assert m.get_layer("classifier_4").get_weights()[0].shape == (1, 1, 128, 5)
+
+
+def test_missing_safetensors_file_is_a_path_not_a_tag(tmp_path, monkeypatch):
+    # zoo.weights.is_weights_path knows .safetensors: a bare file name that
+    # does not exist is reported as a missing file, not as an unknown tag.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"missing\.safetensors"):
+        zoo.ResNet18(weights="missing.safetensors")

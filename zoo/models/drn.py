@@ -23,13 +23,11 @@ Differences from the official code, all deliberate:
   fewer parameters than the README's 41.6M.
 """
 
-import keras
-from keras import layers
-
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
 from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap
-from zoo.layers import conv2d
+from zoo.models import resnet
+from zoo.models.residual import DRN_LAYOUT, conv_bn, residual_stage
 from zoo.registry import register_model
 from zoo.weights import available_tags, load_weights, manifest_entry
 
@@ -52,32 +50,26 @@ DRN_CONFIGS = {
     "drn_d_107": ("D", "bottleneck", (1, 1, 3, 4, 23, 3, 2, 2)),
 }
 
-# Per arch: the stem (conv, BN and ReLU names, channels, stride, max pool),
-# the official child modules before the stages (DRNSeg's ``base.<i>``), the
-# stages as (name, unit, channels, stride, dilation, first-block dilation,
-# residual), the (stride, dilation) of stages 3 and 4 per supported output
-# stride (None: as listed), and file weights the forward never uses.
+# Per arch: the stem (conv, BN and ReLU names, channels, stride), the official
+# child modules before the stages (DRNSeg's ``base.<i>``), the supported
+# output strides, file weights the forward never uses, and the stages as
+# (name, unit, channels, stride, dilation, first-block dilation, residual).
 # unit "block" is the config's residual block, "basic" always BasicBlock,
-# "convs" DRN-D's plain conv-BN-ReLU stacks. Dilation replaces the stride of
-# ResNet's last two stages; DRN-A keeps ResNet's first block undilated.
+# "convs" DRN-D's plain conv-BN-ReLU stacks. DRN-A has no stage table: it is
+# the torchvision-layout ResNet with a dilation plan (drn_a_plan).
 ARCH_STAGES = {
     "A": {
-        "stem": (("conv1", "bn1", "relu"), 64, 2, True),
+        # torchvision's ResNet, built by zoo.models.resnet.resnet_backbone in
+        # DRN_LAYOUT with drn_a_plan's dilations; output_stride=32 is ResNet.
         "children": ("conv1", "bn1", "relu", "maxpool"),
-        # output_stride=32 is ResNet with torchvision's names.
-        "output_strides": {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))},
+        "output_strides": (8, 16, 32),
         "unused": (),
-        "stages": (
-            ("layer1", "block", 64, 1, 1, 1, True),
-            ("layer2", "block", 128, 2, 1, 1, True),
-            ("layer3", "block", 256, 1, 2, 1, True),
-            ("layer4", "block", 512, 1, 4, 1, True),
-        ),
+        "stages": None,
     },
     "C": {
-        "stem": (("conv1", "bn1", "relu"), 16, 1, False),
+        "stem": (("conv1", "bn1", "relu"), 16, 1),
         "children": ("conv1", "bn1", "relu"),
-        "output_strides": {8: None},
+        "output_strides": (8,),
         # drn_c_58's layer7 is computed without its residual.
         "unused": ("layer7_0_downsample_*",),
         "stages": (
@@ -92,9 +84,9 @@ ARCH_STAGES = {
         ),
     },
     "D": {
-        "stem": (("layer0_0", "layer0_1", "layer0_2"), 16, 1, False),
+        "stem": (("layer0_0", "layer0_1", "layer0_2"), 16, 1),
         "children": ("layer0",),
-        "output_strides": {8: None},
+        "output_strides": (8,),
         "unused": (),
         "stages": (
             ("layer1", "convs", 16, 1, 1, 1, True),
@@ -109,95 +101,7 @@ ARCH_STAGES = {
     },
 }
 
-EXPANSION = {"basic": 1, "bottleneck": 4}
-BN_EPS = 1e-5
 TRAIN_CROP = 224
-
-
-def conv_bn(x, filters, kernel, stride, dilation, conv_name, bn_name, relu_name=None):
-    """PyTorch ``Conv2d(bias=False)`` + ``BatchNorm2d`` (+ ReLU).
-
-    Stride-1 convolutions use "same" padding, which for odd kernels is the
-    symmetric ``dilation * (k - 1) / 2`` of the official code; strided ones
-    pad explicitly, since Keras's "same" would pad only the bottom/right.
-
-    Args:
-        x: input tensor.
-        filters: output channels.
-        kernel: square kernel side.
-        stride: 1 or 2.
-        dilation: dilation rate.
-        conv_name: Keras name of the convolution (official path, ``_``-joined).
-        bn_name: Keras name of the batch norm.
-        relu_name: name of a trailing ReLU, or None for none.
-
-    Returns:
-        The output tensor.
-    """
-    pad = dilation * (kernel - 1) // 2
-    if stride > 1 and pad:
-        x = layers.ZeroPadding2D(pad, name=f"{conv_name}_pad")(x)
-    x = conv2d(
-        filters, kernel, strides=stride, dilation_rate=dilation, use_bias=False,
-        padding="same" if stride == 1 else "valid", name=conv_name,
-    )(x)
-    x = layers.BatchNormalization(epsilon=BN_EPS, momentum=0.9, name=bn_name)(x)
-    if relu_name:
-        x = layers.ReLU(name=relu_name)(x)
-    return x
-
-
-def basic_block(x, filters, stride, dilations, residual, name):
-    """Two 3x3 conv-BN layers with an optional identity/projection shortcut.
-
-    Args:
-        x: input tensor.
-        filters: output channels.
-        stride: stride of the first convolution.
-        dilations: ``(d1, d2)`` of the two convolutions.
-        residual: False drops the shortcut (DRN-C's layer7/layer8).
-        name: block name, e.g. ``"layer3_0"``.
-
-    Returns:
-        The output tensor.
-    """
-    shortcut = x
-    y = conv_bn(x, filters, 3, stride, dilations[0], f"{name}_conv1", f"{name}_bn1", f"{name}_relu1")
-    y = conv_bn(y, filters, 3, 1, dilations[1], f"{name}_conv2", f"{name}_bn2")
-    if residual:
-        if stride != 1 or x.shape[-1] != filters:
-            shortcut = conv_bn(x, filters, 1, stride, 1, f"{name}_downsample_0", f"{name}_downsample_1")
-        y = layers.Add(name=f"{name}_add")([y, shortcut])
-    return layers.ReLU(name=f"{name}_out")(y)
-
-
-def bottleneck_block(x, filters, stride, dilations, residual, name):
-    """1x1, dilated 3x3 (strided), 1x1 x4 conv-BN layers plus the shortcut.
-
-    The official Bottleneck always adds its shortcut (it ignores
-    ``residual``); only ``dilations[1]`` is used.
-
-    Args:
-        x: input tensor.
-        filters: bottleneck width (the output has ``4 * filters`` channels).
-        stride: stride of the 3x3 convolution.
-        dilations: ``(d1, d2)``; the 3x3 convolution uses ``d2``.
-        residual: unused, as in the official code.
-        name: block name.
-
-    Returns:
-        The output tensor.
-    """
-    del residual
-    out = filters * EXPANSION["bottleneck"]
-    y = conv_bn(x, filters, 1, 1, 1, f"{name}_conv1", f"{name}_bn1", f"{name}_relu1")
-    y = conv_bn(y, filters, 3, stride, dilations[1], f"{name}_conv2", f"{name}_bn2", f"{name}_relu2")
-    y = conv_bn(y, out, 1, 1, 1, f"{name}_conv3", f"{name}_bn3")
-    shortcut = x
-    if stride != 1 or x.shape[-1] != out:
-        shortcut = conv_bn(x, out, 1, stride, 1, f"{name}_downsample_0", f"{name}_downsample_1")
-    y = layers.Add(name=f"{name}_add")([y, shortcut])
-    return layers.ReLU(name=f"{name}_out")(y)
 
 
 def conv_stack(x, filters, convs, stride, dilation, name):
@@ -217,32 +121,42 @@ def conv_stack(x, filters, convs, stride, dilation, name):
         The output tensor.
     """
     for i in range(convs):
-        x = conv_bn(x, filters, 3, stride if i == 0 else 1, dilation,
+        x = conv_bn(x, filters, 3, stride if i == 0 else 1, dilation, DRN_LAYOUT,
                     f"{name}_{3 * i}", f"{name}_{3 * i + 1}", f"{name}_{3 * i + 2}")
     return x
 
 
-BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+def drn_a_plan(output_stride):
+    """DRN-A's ``(stride, first_dilations, dilation)`` per stage.
 
-
-def stage_plan(config, output_stride=8):
-    """The stages of ``config`` with their block counts.
+    ResNet's :func:`zoo.models.resnet.stage_plan` with every stage's first
+    block undilated: fyu/drn's ``DRN_A._make_layer`` builds it with the
+    default ``dilation=(1, 1)`` where torchvision gives it
+    ``(previous, dilation)``.
 
     Args:
-        config: a ``DRN_CONFIGS`` key.
-        output_stride: DRN-A only: 8 (the DRN), 16, or 32 (plain ResNet).
+        output_stride: 8 (the DRN), 16, or 32 (plain ResNet).
+
+    Returns:
+        A list of four ``(stride, (1, 1), dilation)``.
+    """
+    return [(stride, (1, 1), dilation) for stride, _, dilation in resnet.stage_plan(output_stride)]
+
+
+def stage_plan(config):
+    """The stages of a DRN-C/D ``config`` with their block counts.
+
+    Args:
+        config: a DRN-C or DRN-D ``DRN_CONFIGS`` key.
 
     Returns:
         A list of ``(name, unit, channels, stride, dilation, first_dilation,
         residual, blocks)`` for the stages that have blocks.
     """
-    arch, block, counts = DRN_CONFIGS[config]
-    spec = ARCH_STAGES[arch]
-    stages = list(spec["stages"])
-    check_choice(output_stride, tuple(spec["output_strides"]), f"output_stride for {config}")
-    for i, (stride, dilation) in zip((2, 3), spec["output_strides"][output_stride] or ()):
-        n, unit, ch, _, _, first, res = stages[i]
-        stages[i] = (n, unit, ch, stride, dilation, first, res)
+    arch, _, counts = DRN_CONFIGS[config]
+    stages = ARCH_STAGES[arch]["stages"]
+    if stages is None:
+        raise ValueError(f"{config} is a ResNet: its stages are drn_a_plan's")
     return [s + (n,) for s, n in zip(stages, counts) if n > 0]
 
 
@@ -252,31 +166,30 @@ def drn_backbone(x, config, output_stride=8):
     Args:
         x: input tensor (N, H, W, 3).
         config: a ``DRN_CONFIGS`` key.
-        output_stride: see :func:`stage_plan`.
+        output_stride: 8; DRN-A also 16, or 32 (plain ResNet).
 
     Returns:
         A :class:`zoo.assembler.Stages` of the stage outputs ``layer1`` ...
         (the official ``out_middle``) with their strides; the last one feeds
         the classifier. DRN-C/D's ``layer1`` has stride 1 (pyramid ``P0``).
     """
-    arch, block, _ = DRN_CONFIGS[config]
-    names, width, stride, maxpool = ARCH_STAGES[arch]["stem"]
-    x = conv_bn(x, width, 7, stride, 1, *names)
+    arch, block, counts = DRN_CONFIGS[config]
+    spec = ARCH_STAGES[arch]
+    check_choice(output_stride, spec["output_strides"], f"output_stride for {config}")
+    if arch == "A":
+        built = resnet.resnet_backbone(x, block, counts, DRN_LAYOUT, drn_a_plan(output_stride))
+        return Stages(built.stages[1:])  # the stem is no DRN output
+    names, width, stride = spec["stem"]
+    x = conv_bn(x, width, 7, stride, 1, DRN_LAYOUT, *names)
     total = stride
-    if maxpool:
-        # Zero padding equals PyTorch's -inf padding after a ReLU.
-        x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
-        total *= 2
     stages = []
-    for name, unit, channels, stride, dilation, first, residual, count in stage_plan(config, output_stride):
+    for name, unit, channels, stride, dilation, first, residual, count in stage_plan(config):
         if unit == "convs":
             x = conv_stack(x, channels, count, stride, dilation, name)
         else:
-            fn = BLOCKS[block if unit == "block" else unit]
-            for i in range(count):
-                d = first if i == 0 else dilation
-                x = fn(x, channels, stride if i == 0 else 1, (d, d), residual, f"{name}_{i}")
+            x = residual_stage(x, block if unit == "block" else unit, count, channels, stride,
+                               (first, first), dilation, DRN_LAYOUT,
+                               lambda j, name=name: f"{name}_{j}", residual)
         total *= stride
         stages.append((x, total))
     return Stages(tuple(stages))
@@ -286,6 +199,8 @@ def torch_children(config):
     """Official child-module names of the DRN, in order: DRNSeg's
     ``base.<i>`` is child ``i``."""
     spec = ARCH_STAGES[DRN_CONFIGS[config][0]]
+    if spec["stages"] is None:  # DRN-A: ResNet's layer1 ... layer4
+        return list(spec["children"]) + [f"layer{i}" for i in range(1, 5)]
     return list(spec["children"]) + [s[0] for s in stage_plan(config)]
 
 
@@ -328,7 +243,7 @@ def drn_spec(config):
         name=config,
         build=lambda x, output_stride: drn_backbone(x, config, output_stride),
         classifier=CLASSIFIER,
-        output_strides=tuple(sorted(ARCH_STAGES[arch]["output_strides"])),
+        output_strides=ARCH_STAGES[arch]["output_strides"],
         default_output_stride={m: 8 for m in ("classify", "heatmap", "dense", "features")},
         default_head="drnseg",
         min_input={"features": 1},

@@ -19,13 +19,15 @@ as torchvision's ``replace_stride_with_dilation``: the stage's dilation
 doubles, and its first block still uses the previous dilation. BasicBlock
 (which torchvision refuses to dilate) follows timm: its first convolution uses
 the previous dilation and its second the stage's.
+
+The blocks and both layouts live in :mod:`zoo.models.residual`, shared with
+DRN (DRN-A is this backbone in the torchvision layout with another dilation
+plan).
 """
 
-import dataclasses
 import os
 import re
 
-import keras
 from keras import layers
 
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
@@ -33,8 +35,10 @@ from zoo.common import DEFAULT, check_choice
 from zoo.convert import WeightMap, default_torch_name
 from zoo.io.errors import CheckpointError
 from zoo.layers import conv2d
+from zoo.models.residual import LAYOUTS, relu, residual_stage
 from zoo.registry import register_model
-from zoo.weights import load_weights, manifest_entry, read_checkpoint, resolve_file
+from zoo.weights import (is_weights_path, load_weights, manifest_entry, read_checkpoint,
+                         resolve_file)
 
 # Block type and blocks per stage (conv2_x ... conv5_x / layer1 ... layer4).
 RESNET_CONFIGS = {
@@ -45,56 +49,11 @@ RESNET_CONFIGS = {
     "resnet152": ("bottleneck", (3, 8, 36, 3)),
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
-EXPANSION = {"basic": 1, "bottleneck": 4}
 OUTPUT_STRIDES = (8, 16, 32)
 STEM_STRIDE = 4
 TRAIN_CROP = 224
 POOL_WINDOW = 7  # c5 cells under a 224 crop at stride 32
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Layer naming and numerics of one published weight layout.
-
-    Name templates are filled with ``b`` (the block's name), ``i`` (conv
-    index 1..3), ``s1``/``s2`` (stage number from 1 / from 2) and
-    ``j0``/``j1`` (block index from 0 / from 1).
-    """
-
-    name: str
-    use_bias: bool
-    epsilon: float
-    momentum: float  # Keras's BN momentum; PyTorch's momentum 0.1 is Keras's 0.9
-    stride_in_1x1: bool
-    stem: tuple  # names: pad, conv, bn, relu, pool pad, pool
-    block: str
-    conv: str
-    bn: str
-    relu: str
-    shortcut: tuple  # names: conv, bn
-    add: str
-    out: str
-    pool: str
-    classifier: str
-    marker: str  # regex matching this layout's names in a checkpoint
-
-
-LAYOUTS = {
-    "keras": Layout(
-        name="keras", use_bias=True, epsilon=1.001e-5, momentum=0.99, stride_in_1x1=True,
-        stem=("conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool"),
-        block="conv{s2}_block{j1}", conv="{b}_{i}_conv", bn="{b}_{i}_bn", relu="{b}_{i}_relu",
-        shortcut=("{b}_0_conv", "{b}_0_bn"), add="{b}_add", out="{b}_out",
-        pool="avg_pool", classifier="predictions", marker=r"conv\d_block\d+_\d_(conv|bn)",
-    ),
-    "torchvision": Layout(
-        name="torchvision", use_bias=False, epsilon=1e-5, momentum=0.9, stride_in_1x1=False,
-        stem=("conv1_pad", "conv1", "bn1", "relu", "maxpool_pad", "maxpool"),
-        block="layer{s1}_{j0}", conv="{b}_conv{i}", bn="{b}_bn{i}", relu="{b}_relu{i}",
-        shortcut=("{b}_downsample_0", "{b}_downsample_1"), add="{b}_add", out="{b}_out",
-        pool="avgpool", classifier="fc", marker=r"layer\d[._]\d+[._](conv|bn)\d",
-    ),
-}
+# Layer names and numerics of both layouts: zoo.models.residual.LAYOUTS.
 LAYOUT_HINT = {"keras": "stride_in_1x1=True", "torchvision": "stride_in_1x1=False"}
 
 
@@ -106,10 +65,11 @@ def stage_plan(output_stride, stages=4):
         stages: number of stages.
 
     Returns:
-        A list of ``(stride, first_dilation, dilation)`` per stage: stages that
-        would go past ``output_stride`` get stride 1 and twice the previous
-        dilation; their first block keeps the previous dilation
-        (torchvision's ``previous_dilation``).
+        A list of ``(stride, first_dilations, dilation)`` per stage: stages
+        that would go past ``output_stride`` get stride 1 and twice the
+        previous ``dilation``; their first block's ``dilations`` are
+        ``(previous, dilation)`` (torchvision's ``previous_dilation``; a
+        bottleneck uses only the first).
     """
     check_choice(output_stride, OUTPUT_STRIDES, "output_stride")
     plan, stride, dilation = [], STEM_STRIDE, 1
@@ -121,115 +81,21 @@ def stage_plan(output_stride, stages=4):
             step = 1
         else:
             stride *= step
-        plan.append((step, previous, dilation))
+        plan.append((step, (previous, dilation), dilation))
     return plan
 
 
-def conv_bn(x, filters, kernel, stride, dilation, layout, conv_name, bn_name, relu_name=None):
-    """Convolution, BatchNorm and optional ReLU with torch's symmetric padding.
-
-    Args:
-        x: input tensor.
-        filters: output channels.
-        kernel: square kernel side.
-        stride: 1 or 2.
-        dilation: dilation rate (never combined with stride 2).
-        layout: a :class:`Layout` (bias and epsilon).
-        conv_name: the convolution's name; a strided kxk conv gets a
-            ``<conv_name>_pad`` ZeroPadding2D.
-        bn_name: the BatchNorm's name.
-        relu_name: the ReLU's name, or None for no activation.
-
-    Returns:
-        The output tensor.
-    """
-    padding = "valid"
-    if kernel > 1:
-        if stride > 1:
-            # Keras's "same" would pad only bottom/right at stride 2.
-            x = layers.ZeroPadding2D(dilation * (kernel - 1) // 2, name=f"{conv_name}_pad")(x)
-        else:
-            padding = "same"  # symmetric at stride 1 for odd kernels
-    x = conv2d(
-        filters, kernel, strides=stride, dilation_rate=dilation, padding=padding,
-        use_bias=layout.use_bias, name=conv_name,
-    )(x)
-    x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn_name)(x)
-    if relu_name:
-        x = layers.Activation("relu", name=relu_name)(x)
-    return x
-
-
-def _shortcut(x, channels, stride, layout, name):
-    if stride == 1 and x.shape[-1] == channels:
-        return x
-    conv, bn = (t.format(b=name) for t in layout.shortcut)
-    return conv_bn(x, channels, 1, stride, 1, layout, conv, bn)
-
-
-def _merge(x, shortcut, layout, name):
-    x = layers.Add(name=layout.add.format(b=name))([shortcut, x])
-    return layers.Activation("relu", name=layout.out.format(b=name))(x)
-
-
-def basic_block(x, filters, stride, first_dilation, dilation, layout, name):
-    """Two 3x3 convolutions with a residual connection (ResNet-18/34).
-
-    Args:
-        x: input tensor.
-        filters: channels of both convolutions.
-        stride: stride of the first convolution and the shortcut.
-        first_dilation: dilation of the first convolution.
-        dilation: dilation of the second convolution.
-        layout: a :class:`Layout`.
-        name: block name (``layer2_0``).
-
-    Returns:
-        The block's output.
-    """
-    shortcut = _shortcut(x, filters, stride, layout, name)
-    c1, b1, r1 = (t.format(b=name, i=1) for t in (layout.conv, layout.bn, layout.relu))
-    c2, b2 = (t.format(b=name, i=2) for t in (layout.conv, layout.bn))
-    x = conv_bn(x, filters, 3, stride, first_dilation, layout, c1, b1, r1)
-    x = conv_bn(x, filters, 3, 1, dilation, layout, c2, b2)
-    return _merge(x, shortcut, layout, name)
-
-
-def bottleneck_block(x, filters, stride, first_dilation, dilation, layout, name):
-    """1x1 reduce, 3x3, 1x1 expand (x4) with a residual connection.
-
-    Args:
-        x: input tensor.
-        filters: bottleneck width; the block outputs ``4 * filters``.
-        stride: stride of the block, in the first 1x1 convolution
-            (``layout.stride_in_1x1``, Caffe/Keras) or the 3x3 one (torchvision).
-        first_dilation: dilation of the 3x3 convolution (torchvision gives a
-            block a single dilation; a stage's first block gets the previous one).
-        dilation: unused by this block (kept for one block signature).
-        layout: a :class:`Layout`.
-        name: block name (``conv3_block1`` or ``layer2_0``).
-
-    Returns:
-        The block's output.
-    """
-    del dilation
-    channels = EXPANSION["bottleneck"] * filters
-    shortcut = _shortcut(x, channels, stride, layout, name)
-    s1, s3 = (stride, 1) if layout.stride_in_1x1 else (1, stride)
-    for i, (width, kernel, s, d) in enumerate(
-        ((filters, 1, s1, 1), (filters, 3, s3, first_dilation), (channels, 1, 1, 1)), start=1
-    ):
-        relu = layout.relu.format(b=name, i=i) if i < 3 else None
-        x = conv_bn(x, width, kernel, s, d, layout,
-                    layout.conv.format(b=name, i=i), layout.bn.format(b=name, i=i), relu)
-    return _merge(x, shortcut, layout, name)
-
-
-BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
-
-
-def resnet_backbone(x, config, layout, output_stride):
+def resnet_backbone(x, block, depths, layout, plan):
     """Stem and four stages.
+
+    Args:
+        x: input tensor.
+        block: ``"basic"`` or ``"bottleneck"``.
+        depths: blocks per stage.
+        layout: a :class:`zoo.models.residual.Layout`.
+        plan: ``(stride, first_dilations, dilation)`` per stage, e.g.
+            :func:`stage_plan`'s: the first block's stride and ``dilations``
+            tuple, and the dilation of the others.
 
     Returns:
         A :class:`zoo.assembler.Stages`: the stem after its ReLU (stride 2)
@@ -237,39 +103,27 @@ def resnet_backbone(x, config, layout, output_stride):
         stages keep the stride they have, so the pyramid's deepest level at
         that stride is the last stage).
     """
-    kind, depths = RESNET_CONFIGS[config]
-    block_fn = BLOCKS[kind]
-    pad, conv, bn, relu, pool_pad, pool = layout.stem
+    pad, conv, bn, act, pool_pad, pool = layout.stem
     x = layers.ZeroPadding2D(3, name=pad)(x)
     x = conv2d(64, 7, strides=2, padding="valid", use_bias=layout.use_bias, name=conv)(x)
     x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn)(x)
-    x = layers.Activation("relu", name=relu)(x)
+    x = relu(x, layout, act)
     stages = [(x, 2)]
     # After a ReLU, zero padding equals torch's -inf padding for max pooling.
     x = layers.ZeroPadding2D(1, name=pool_pad)(x)
     x = layers.MaxPooling2D(3, strides=2, name=pool)(x)
     total = STEM_STRIDE
-    for s, (depth, width, (stride, first_dilation, dilation)) in enumerate(
-        zip(depths, STAGE_WIDTHS, stage_plan(output_stride))
-    ):
-        for j in range(depth):
-            name = layout.block.format(s1=s + 1, s2=s + 2, j0=j, j1=j + 1)
-            if j == 0:
-                x = block_fn(x, width, stride, first_dilation, dilation, layout, name)
-            else:
-                x = block_fn(x, width, 1, dilation, dilation, layout, name)
+    for s, (depth, width, stage) in enumerate(zip(depths, STAGE_WIDTHS, plan)):
+        stride, first_dilations, dilation = stage
+        x = residual_stage(
+            x, block, depth, width, stride, first_dilations, dilation, layout,
+            lambda j, s=s: layout.block.format(s1=s + 1, s2=s + 2, j0=j, j1=j + 1))
         total *= stride
         stages.append((x, total))
     return Stages(tuple(stages))
 
 
 # ----------------------------------------------------------------- weights
-
-
-def _is_path(weights):
-    weights = os.fspath(weights)
-    return (os.path.exists(weights) or os.sep in weights
-            or weights.endswith((".h5", ".pth", ".pt", ".keras")))
 
 
 def checkpoint_layout(path):
@@ -289,7 +143,7 @@ def checkpoint_layout(path):
 def _file_key(model_name, weights, layout, headless):
     """Manifest file key for a tag, refusing tags not published in ``layout``."""
     key = "torch" if layout.name == "torchvision" else ("keras_notop" if headless else "keras_top")
-    if weights is None or _is_path(weights):
+    if weights is None or is_weights_path(weights, model_name):
         return key
     files = manifest_entry(model_name, weights).get("files", {})
     if key not in files:
@@ -315,7 +169,10 @@ def _load(model, weights, model_name, layout, mode, weight_map):
     try:
         return load_weights(model, weights, model_name, weight_map, file_key=file_key)
     except CheckpointError as err:
-        path = os.fspath(weights) if _is_path(weights) else resolve_file(model_name, weights, file_key)
+        if is_weights_path(weights, model_name):
+            path = os.fspath(weights)
+        else:
+            path = resolve_file(model_name, weights, file_key)
         found = checkpoint_layout(path)
         if found is None or found == layout.name:
             raise
@@ -333,14 +190,15 @@ def _load(model, weights, model_name, layout, mode, weight_map):
 
 def resnet_spec(config, stride_in_1x1=False, model_name=None):
     """The :class:`zoo.assembler.Backbone` of one ResNet in one layout."""
-    kind, _ = RESNET_CONFIGS[config]
+    kind, depths = RESNET_CONFIGS[config]
     if stride_in_1x1 and kind == "basic":
         raise ValueError(f"{config} exists in the torchvision layout only; stride_in_1x1 must be False")
     layout = LAYOUTS["keras" if stride_in_1x1 else "torchvision"]
     model_name = model_name or config
     return Backbone(
         name=config,
-        build=lambda x, output_stride: resnet_backbone(x, config, layout, output_stride),
+        build=lambda x, output_stride: resnet_backbone(
+            x, kind, depths, layout, stage_plan(output_stride)),
         classifier=Classifier("pool_fc", (layout.classifier,), pool=layout.pool, window=POOL_WINDOW),
         output_strides=OUTPUT_STRIDES,
         default_output_stride={"dense": 8},
