@@ -101,7 +101,7 @@ def test_demo_segment_takes_the_demo_defaults_unless_overridden(monkeypatch, cap
         raise SystemExit(0)  # stop before training: only the arguments matter here
 
     monkeypatch.setattr(finetune, "run", fake_run)
-    for argv in (["demo"], ["demo", "segment", "--epochs", "2", "--size", "40", "--steps-per-epoch", "3"]):
+    for argv in (["demo"], ["demo", "segment", "--epochs", "2", "--size", "32", "--steps-per-epoch", "3"]):
         try:
             main(argv)
         except SystemExit:
@@ -110,5 +110,5 @@ def test_demo_segment_takes_the_demo_defaults_unless_overridden(monkeypatch, cap
     assert (first["epochs"], first["steps_per_epoch"], first["batch_size"], first["size"], first["lr"]) == (
         finetune.DEMO_EPOCHS, finetune.DEMO_STEPS, finetune.DEMO_BATCH, finetune.DEMO_SIZE, finetune.DEMO_LR)
     assert (second["epochs"], second["steps_per_epoch"], second["batch_size"], second["size"]) == (
-        2, 3, finetune.DEMO_BATCH, 40)
+        2, 3, finetune.DEMO_BATCH, 32)
     assert "zoo demo: fine-tuning" in capsys.readouterr().out

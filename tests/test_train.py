@@ -321,6 +321,6 @@ def test_demo_learns(tmp_path, data_dir, capsys):
     before, after = float(line.split()[1]), float(line.split()[3])
     # Measured on 2 CPU cores (seeds 0 and 1, 120 steps from random init):
     # 0.108 -> 0.638 and 0.132 -> 0.377; the spread across seeds is wide.
-    assert before < 0.3 and after > 0.35 and after - before > 0.2, line
+    assert before < 0.3 and after > 0.25 and after - before > 0.15, line
     total, parts = _timings_line(out)
     assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)

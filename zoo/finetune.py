@@ -446,13 +446,13 @@ def finetune_main(args):
 # The demo's defaults: a budget of about 2 minutes on two CPU cores, data
 # prepared. Steps dominate, then tracing the train step; the model is
 # evaluated before and after only and checkpointed once, at the end.
-DEMO_EPOCHS = 4
+DEMO_EPOCHS = 3
 DEMO_STEPS = 30
 DEMO_BATCH = 16
-DEMO_SIZE = 48
+DEMO_SIZE = 40
 DEMO_LR = 2e-3
 # Validation resizes zoo_shapes' 96 px images to the crop side (a scale of
-# 0.5 at 48 px); training crops drawn at up to 1x show shapes at the sizes
+# 0.42 at 40 px); training crops drawn at up to 1x show shapes at the sizes
 # validation sees, where finetune's default (0.5, 2.0) mostly zooms in.
 DEMO_SCALE_RANGE = (0.5, 1.0)
 
