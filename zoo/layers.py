@@ -371,7 +371,7 @@ class DilatedConv2D(keras.layers.Conv2D):
 
     # Phase maps up to this many pixels (4x4) use the window matmul: TF's CPU
     # convolution backward is several times slower than the same FLOPs as a
-    # matmul on such tiny maps (notes/speed.md has the measured ratios).
+    # matmul on such tiny maps (README, Benchmarks: bench_train).
     WINDOW_MAX_PHASE_PIXELS = 16
     # Tests and benchmarks pin one schedule ("conv", "window", "phase") here.
     force_schedule = None
