@@ -24,7 +24,7 @@ Usage:
     python benchmarks/bench_train.py                    # every case, every backend
     python benchmarks/bench_train.py --quick            # smoke run at tiny sizes
     python benchmarks/bench_train.py --cases drn_d_22_64 --backends tensorflow
-    python benchmarks/bench_train.py --baseline         # + TF with plain Conv2D dilation
+    python benchmarks/bench_train.py --baseline         # + TF and JAX with plain Conv2D dilation
 """
 
 import argparse
@@ -40,6 +40,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from common import matmul_peak_gflops  # noqa: E402
 
 CLASSES = 21
 LR = 1e-3
@@ -74,16 +76,6 @@ def cpu_info():
         pass
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return {"cpu": model or platform.processor() or "unknown", "isa": isa, "cores": os.cpu_count()}
-
-
-def matmul_peak_gflops(n=2048, repeat=7):
-    """This machine's float32 matmul rate in GFLOP/s (numpy's BLAS, median)."""
-    import numpy as np
-
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    times = _timed_steps(lambda: a @ b, 1, repeat)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def _data(size, batch):
@@ -211,8 +203,9 @@ def run_cases(args):
         label = f"{model_name}{f'_os{stride}' if stride else ''} dense {size}x{size} b{batch}"
         ref = _spawn("torch", case, size, batch, args) if importlib.util.find_spec("torch") else None
         engines = [(f"keras:{b}", None) for b in backends]
-        if args.baseline and "tensorflow" in backends:
-            engines.append(("keras:tensorflow", "conv"))
+        if args.baseline:
+            # torch's DilatedConv2D already runs Conv2D's own call.
+            engines += [(f"keras:{b}", "conv") for b in backends if b != "torch"]
         for engine, schedule in [("torch", None)] + engines:
             res = ref if engine == "torch" else _spawn(engine, case, size, batch, args, schedule)
             if res is None:
@@ -269,7 +262,7 @@ def parse_args(argv=None):
     p.add_argument("--backends", default=",".join(BACKENDS), help="Keras backends to run (where installed)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 warmup, 2 steps")
     p.add_argument("--baseline", action="store_true",
-                   help="also time TensorFlow with dilated convs as plain keras Conv2D")
+                   help="also time TensorFlow and JAX with dilated convs as plain keras Conv2D")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=7, help="timed steps per case (median reported)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per (engine, case) subprocess")

@@ -14,6 +14,9 @@ import pytest
 
 from zoo import data, train
 
+# Every test here trains in subprocesses: CI's separate ``train`` step.
+pytestmark = pytest.mark.train
+
 PREFERRED = ("drn_d_22", "resnet18", "drn_c_26", "vgg16")
 
 

@@ -18,6 +18,8 @@ DENSE = train.dense_models()
 # is fitted in the slow suite (VGG/FCN, deep ResNets and Inception are heavy
 # on 2 CPU cores even at 32x32).
 FAST = ("drn_d_22", "resnet18")
+# Tests that fit() a model end to end carry the ``train`` mark: CI runs them
+# as their own step, which keeps README's default suite under 15 minutes.
 LIGHT = next((n for n in FAST if n in DENSE), DENSE[0])
 
 
@@ -99,6 +101,7 @@ def _bn_model():
     pytest.skip("no dense model with BatchNorm registered")
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("freeze_bn", [True, False])
 def test_freeze_bn_keeps_moving_stats(batch, freeze_bn):
     name = _bn_model()
@@ -113,6 +116,7 @@ def test_freeze_bn_keeps_moving_stats(batch, freeze_bn):
     assert same == freeze_bn, f"freeze_bn={freeze_bn}: moving statistics unchanged={same}"
 
 
+@pytest.mark.train
 def test_freeze_backbone_trains_only_the_head(batch):
     keras.utils.set_random_seed(0)
     model = train.prepare(LIGHT, classes=4, freeze="backbone", total_steps=2, learning_rate=1e-2)
@@ -165,6 +169,7 @@ def _fit_losses(name, batch, precision="float32", steps=20):
     return model, np.array(hist.history["loss"])
 
 
+@pytest.mark.train
 @pytest.mark.parametrize(
     "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
 def test_fit_loss_goes_down(name, batch):
@@ -173,6 +178,7 @@ def test_fit_loss_goes_down(name, batch):
     assert losses[-5:].mean() < 0.8 * losses[:5].mean(), f"{name}: {losses}"
 
 
+@pytest.mark.train
 @pytest.mark.parametrize(
     "name", [n if n == LIGHT else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
 def test_mixed_bfloat16_float32_logits(name, batch):
@@ -187,6 +193,7 @@ def test_mixed_bfloat16_float32_logits(name, batch):
     assert losses[-1] < losses[0], losses
 
 
+@pytest.mark.train
 def test_keras_round_trip_of_finetuned_model(batch, tmp_path):
     model, _ = _fit_losses(LIGHT, batch, steps=3)
     path = str(tmp_path / "m.keras")
@@ -207,6 +214,7 @@ def _cli(tmp_path, data_dir, epochs):
     ])
 
 
+@pytest.mark.train
 def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
     assert _cli(tmp_path, data_dir, 1) == 0
     out = capsys.readouterr().out
@@ -288,6 +296,7 @@ def test_predict_fn_traces_once_for_any_batch_and_size():
     assert predict.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.train
 def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys, monkeypatch):
     written = []
     replace = finetune._replace_atomically
