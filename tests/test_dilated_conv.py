@@ -93,6 +93,19 @@ def test_schedule_choice():
     assert type(conv2d(8, 3, dilation_rate=1)) is keras.layers.Conv2D
 
 
+@pytest.mark.parametrize("backend, tiny, large", [("tensorflow", "window", "phase"),
+                                                  ("jax", "conv", "phase"), ("torch", "conv", "conv")])
+def test_schedule_per_backend(monkeypatch, backend, tiny, large):
+    # The measured choice (README, bench_train): TF's dilated backward is
+    # slow everywhere; XLA's own dilated conv wins on tiny maps only; torch's
+    # never needs help.
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    layer = conv2d(8, 3, dilation_rate=4, name="a")
+    assert layer._schedule(keras.KerasTensor((1, 8, 8, 8))) == tiny
+    assert layer._schedule(keras.KerasTensor((1, 64, 64, 8))) == large
+    assert layer._schedule(keras.KerasTensor((1, None, None, 8))) == large
+
+
 def test_keras_round_trip_keeps_class_weights_and_outputs(tmp_path):
     inputs = keras.Input((None, None, 4))
     y = conv2d(6, 3, dilation_rate=2, name="layer4_0_conv2")(inputs)

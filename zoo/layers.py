@@ -391,7 +391,10 @@ class DilatedConv2D(keras.layers.Conv2D):
         if h is not None and w is not None:
             dh, dw = self.dilation_rate
             if -(-h // dh) * -(-w // dw) <= self.WINDOW_MAX_PHASE_PIXELS:
-                return "window"
+                # XLA on CPU runs its own dilated convolution faster than the
+                # window matmul on tiny maps (and far faster than the phase
+                # split's many 2x2 maps); README, Benchmarks: bench_train.
+                return "conv" if backend == "jax" else "window"
         return "phase"
 
     def call(self, inputs):
