@@ -25,6 +25,7 @@ Usage:
     python benchmarks/bench_train.py --quick            # smoke run at tiny sizes
     python benchmarks/bench_train.py --cases drn_d_22_64 --backends tensorflow
     python benchmarks/bench_train.py --baseline         # + TF and JAX with plain Conv2D dilation
+    python benchmarks/bench_train.py --ablate-bn        # + every engine without BatchNorm
 """
 
 import argparse
@@ -97,7 +98,7 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def keras_worker(case, size, batch, warmup, steps, conv_schedule=None):
+def keras_worker(case, size, batch, warmup, steps, conv_schedule=None, no_bn=False):
     """One Keras case on the backend in ``KERAS_BACKEND``; returns a result dict."""
     import keras
     import numpy as np
@@ -108,6 +109,8 @@ def keras_worker(case, size, batch, warmup, steps, conv_schedule=None):
 
     if conv_schedule:
         DilatedConv2D.force_schedule = conv_schedule
+    if no_bn:  # the --ablate-bn measurement only: every BatchNorm an identity
+        keras.layers.BatchNormalization.call = lambda self, inputs, training=None, mask=None: inputs
     model_name, _, _, kwargs = CASES[case]
     keras.utils.set_random_seed(0)
     model = train.prepare(model_name, classes=CLASSES, input_shape=(size, size, 3), freeze_bn=False,
@@ -123,7 +126,18 @@ def keras_worker(case, size, batch, warmup, steps, conv_schedule=None):
             "finite": bool(np.isfinite(model.evaluate(x, y, verbose=0)[0]))}
 
 
-def torch_worker(case, size, batch, warmup, steps):
+def _strip_batchnorm(module):
+    """Replaces every BatchNorm2d below ``module`` with an identity (--ablate-bn)."""
+    import torch
+
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            setattr(module, name, torch.nn.Identity())
+        else:
+            _strip_batchnorm(child)
+
+
+def torch_worker(case, size, batch, warmup, steps, no_bn=False):
     """The equivalent PyTorch step (test-suite reference model)."""
     import torch
     import torch.nn.functional as F
@@ -147,6 +161,8 @@ def torch_worker(case, size, batch, warmup, steps):
             _, c5 = net.backbone.features(t)
             return F.interpolate(net.classifier(c5), t.shape[-2:], mode="bilinear", align_corners=False)
 
+    if no_bn:
+        _strip_batchnorm(net)
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=LR, momentum=0.9)
@@ -165,7 +181,7 @@ def torch_worker(case, size, batch, warmup, steps):
             "peak_rss_mib": _peak_rss_mib(), "threads": torch.get_num_threads()}
 
 
-def _spawn(engine, case, size, batch, args, schedule=None):
+def _spawn(engine, case, size, batch, args, schedule=None, no_bn=False):
     """Runs one worker in a subprocess; returns its result dict or an error."""
     backend = engine.split(":")[-1]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -176,6 +192,8 @@ def _spawn(engine, case, size, batch, args, schedule=None):
            "--steps", str(args.steps)]
     if schedule:
         cmd += ["--schedule", schedule]
+    if no_bn:
+        cmd.append("--no-bn")
     try:
         proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -201,22 +219,34 @@ def run_cases(args):
             size, batch = QUICK[case]
         stride = CASES[case][3].get("output_stride")
         label = f"{model_name}{f'_os{stride}' if stride else ''} dense {size}x{size} b{batch}"
-        ref = _spawn("torch", case, size, batch, args) if importlib.util.find_spec("torch") else None
-        engines = [(f"keras:{b}", None) for b in backends]
+        has_torch = importlib.util.find_spec("torch") is not None
+        ref = _spawn("torch", case, size, batch, args) if has_torch else None
+        engines = [(f"keras:{b}", None, False) for b in backends]
         if args.baseline:
             # torch's DilatedConv2D already runs Conv2D's own call.
-            engines += [(f"keras:{b}", "conv") for b in backends if b != "torch"]
-        for engine, schedule in [("torch", None)] + engines:
-            res = ref if engine == "torch" else _spawn(engine, case, size, batch, args, schedule)
+            engines += [(f"keras:{b}", "conv", False) for b in backends if b != "torch"]
+        if args.ablate_bn:
+            engines += ([("torch", None, True)] if has_torch else []) + [
+                (f"keras:{b}", None, True) for b in backends]
+        peers = {"no_bn": None}
+        for engine, schedule, no_bn in [("torch", None, False)] + engines:
+            if engine == "torch" and not no_bn:
+                res = ref
+            else:
+                res = _spawn(engine, case, size, batch, args, schedule, no_bn)
             if res is None:
                 continue
-            row = {"case": label, "engine": engine + (" (plain Conv2D dilation)" if schedule else "")}
+            row = {"case": label, "engine": engine + (" (plain Conv2D dilation)" if schedule else "")
+                   + (" (no BatchNorm)" if no_bn else "")}
             if "error" in res:
                 rows.append({**row, "error": res["error"]})
                 continue
             row.update(median_s=res["median_s"], images_per_s=batch / res["median_s"])
-            if engine != "torch" and ref and "median_s" in ref:
-                row["ratio_to_torch"] = res["median_s"] / ref["median_s"]
+            if engine == "torch" and no_bn:
+                peers["no_bn"] = res
+            peer = peers["no_bn"] if no_bn else ref  # like against like
+            if engine != "torch" and peer and "median_s" in peer:
+                row["ratio_to_torch"] = res["median_s"] / peer["median_s"]
             if "macs_per_image" in res:
                 gflops = 6 * res["macs_per_image"] * batch / res["median_s"] / 1e9
                 row.update(gflop_s=gflops, pct_of_matmul_peak=100 * gflops / meta["matmul_peak_gflops"])
@@ -263,6 +293,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 warmup, 2 steps")
     p.add_argument("--baseline", action="store_true",
                    help="also time TensorFlow and JAX with dilated convs as plain keras Conv2D")
+    p.add_argument("--ablate-bn", action="store_true",
+                   help="also run torch and every backend with each BatchNorm an identity")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=7, help="timed steps per case (median reported)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per (engine, case) subprocess")
@@ -271,6 +303,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--schedule", help=argparse.SUPPRESS)
+    p.add_argument("--no-bn", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = [c for c in args.cases.split(",") if c not in CASES]
     if unknown:
@@ -286,9 +319,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         if args.worker == "torch":
-            res = torch_worker(args.cases, args.size, args.batch, args.warmup, args.steps)
+            res = torch_worker(args.cases, args.size, args.batch, args.warmup, args.steps, args.no_bn)
         else:
-            res = keras_worker(args.cases, args.size, args.batch, args.warmup, args.steps, args.schedule)
+            res = keras_worker(args.cases, args.size, args.batch, args.warmup, args.steps, args.schedule,
+                               args.no_bn)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
     info = cpu_info()

@@ -7,6 +7,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: heavy tests, run in CI's separate slow step")
     config.addinivalue_line("markers", "train: end-to-end fit() tests, run in CI's separate train step")
+    config.addinivalue_line("markers", "backends: runs other Keras backends in subprocesses; CI's backends step")
     # Keras's tensor __array__ predates numpy 2's copy keyword: noise, not news.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation:DeprecationWarning")
 

@@ -52,7 +52,7 @@ def _cases():
                 if backend == "torch" and name not in TORCH:
                     continue
                 group = "light" if name in LIGHT or (name, mode) in LIGHT_CASES else "heavy"
-                marks = [] if group == "light" else [pytest.mark.slow]
+                marks = [pytest.mark.backends] + ([] if group == "light" else [pytest.mark.slow])
                 yield pytest.param(name, mode, backend, group, marks=marks,
                                    id=f"{name}-{mode}-{backend}")
 

@@ -205,6 +205,7 @@ _OTHER_BACKEND = textwrap.dedent("""
 """)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_backends_match_conv2d(backend):
     pytest.importorskip(backend)
