@@ -221,19 +221,16 @@ def run_cases(args):
         label = f"{model_name}{f'_os{stride}' if stride else ''} dense {size}x{size} b{batch}"
         has_torch = importlib.util.find_spec("torch") is not None
         ref = _spawn("torch", case, size, batch, args) if has_torch else None
+        ref_no_bn = _spawn("torch", case, size, batch, args, no_bn=True) if has_torch and args.ablate_bn else None
         engines = [(f"keras:{b}", None, False) for b in backends]
         if args.baseline:
             # torch's DilatedConv2D already runs Conv2D's own call.
             engines += [(f"keras:{b}", "conv", False) for b in backends if b != "torch"]
         if args.ablate_bn:
-            engines += ([("torch", None, True)] if has_torch else []) + [
-                (f"keras:{b}", None, True) for b in backends]
-        peers = {"no_bn": None}
+            engines += [("torch", None, True)] + [(f"keras:{b}", None, True) for b in backends]
         for engine, schedule, no_bn in [("torch", None, False)] + engines:
-            if engine == "torch" and not no_bn:
-                res = ref
-            else:
-                res = _spawn(engine, case, size, batch, args, schedule, no_bn)
+            peer = ref_no_bn if no_bn else ref  # like against like
+            res = peer if engine == "torch" else _spawn(engine, case, size, batch, args, schedule, no_bn)
             if res is None:
                 continue
             row = {"case": label, "engine": engine + (" (plain Conv2D dilation)" if schedule else "")
@@ -242,9 +239,6 @@ def run_cases(args):
                 rows.append({**row, "error": res["error"]})
                 continue
             row.update(median_s=res["median_s"], images_per_s=batch / res["median_s"])
-            if engine == "torch" and no_bn:
-                peers["no_bn"] = res
-            peer = peers["no_bn"] if no_bn else ref  # like against like
             if engine != "torch" and peer and "median_s" in peer:
                 row["ratio_to_torch"] = res["median_s"] / peer["median_s"]
             if "macs_per_image" in res:

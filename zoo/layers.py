@@ -373,6 +373,12 @@ class DilatedConv2D(keras.layers.Conv2D):
     # convolution backward is several times slower than the same FLOPs as a
     # matmul on such tiny maps (README, Benchmarks: bench_train).
     WINDOW_MAX_PHASE_PIXELS = 16
+    # Per backend, the schedule for maps of at most WINDOW_MAX_PHASE_PIXELS
+    # phase pixels and for the rest, as measured (README, Benchmarks:
+    # bench_train). torch's own dilated backward is as fast as undilated; XLA
+    # on CPU runs its own dilated convolution faster than the window matmul on
+    # tiny maps (and far faster than the phase split's many 2x2 maps).
+    SCHEDULES = {"tensorflow": ("window", "phase"), "jax": ("conv", "phase"), "torch": ("conv", "conv")}
     # Tests and benchmarks pin one schedule ("conv", "window", "phase") here.
     force_schedule = None
 
@@ -382,20 +388,14 @@ class DilatedConv2D(keras.layers.Conv2D):
             return "conv"
         if self.force_schedule:
             return self.force_schedule
-        backend = keras.backend.backend()
-        if backend == "torch":
-            # torch's own dilated convolution backward is as fast as undilated.
-            return "conv"
+        tiny, large = self.SCHEDULES.get(keras.backend.backend(), self.SCHEDULES["tensorflow"])
         axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
         h, w = (inputs.shape[a] for a in axes)
         if h is not None and w is not None:
             dh, dw = self.dilation_rate
             if -(-h // dh) * -(-w // dw) <= self.WINDOW_MAX_PHASE_PIXELS:
-                # XLA on CPU runs its own dilated convolution faster than the
-                # window matmul on tiny maps (and far faster than the phase
-                # split's many 2x2 maps); README, Benchmarks: bench_train.
-                return "conv" if backend == "jax" else "window"
-        return "phase"
+                return tiny
+        return large
 
     def call(self, inputs):
         schedule = self._schedule(inputs)
