@@ -8,11 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    # weights/ sits at the top of the checkout but ships inside the package as
-    # zoo.published, so that an installed zoo finds manifest.json.
-    packages=find_packages(include=["zoo", "zoo.*"]) + ["zoo.published"],
-    package_dir={"zoo.published": "weights"},
-    package_data={"zoo.published": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
+    packages=find_packages(include=["zoo", "zoo.*"]),
+    package_data={"zoo.weights": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
     include_package_data=True,
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine!='arm64' and platform_machine!='aarch64'",

@@ -24,7 +24,7 @@ import keras
 
 import zoo
 from common import compiled_call, matmul_peak_gflops, random_images, timeit
-from zoo.flops import count_flops
+from zoo.analysis.flops import count_flops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

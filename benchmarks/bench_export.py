@@ -55,8 +55,8 @@ def run(args):
 
     import zoo
     from common import compiled_call
-    from zoo.common import run_times
-    from zoo.export import export_model, load_artifact
+    from zoo.apps.timing import run_times
+    from zoo.apps.export import export_model, load_artifact
 
     quick = bool(getattr(args, "quick", False) or os.environ.get("ZOO_BENCH_QUICK"))
     warmup = max(1, getattr(args, "warmup", 2))

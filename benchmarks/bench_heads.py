@@ -3,7 +3,7 @@
 Cases ``heads_<backbone>_<head>``: ``mode="dense"`` on resnet50 and drn_d_22
 at 512x512, batch 1, 21 classes, random weights, compiled with
 ``tf.function``. Each row has the whole model's ``params`` and ``flops``
-(analytic MACs, ``zoo.flops``), the head's share (``head_params``,
+(analytic MACs, ``zoo.analysis.flops``), the head's share (``head_params``,
 ``head_flops``: the model's minus the features-mode backbone's at the same
 output stride) and ``median_s``. Heads that need levels a backbone lacks at
 its output stride are built at the stride they need (FCN skips: 32;
@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import zoo  # noqa: E402
 from common import compiled_call, random_images, timeit  # noqa: E402
-from zoo.flops import count_flops  # noqa: E402
+from zoo.analysis.flops import count_flops  # noqa: E402
 from zoo.heads import list_heads  # noqa: E402
-from zoo.info import count_parameters  # noqa: E402
+from zoo.analysis.info import count_parameters  # noqa: E402
 
 BACKBONES = ("resnet50", "drn_d_22")
 HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}

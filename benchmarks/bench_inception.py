@@ -12,7 +12,7 @@ import keras
 from common import compiled_call, random_images, timeit
 
 import zoo
-from zoo.flops import count_flops
+from zoo.analysis.flops import count_flops
 from zoo.models.inception import GOOGLENET_BLOCKS
 
 BLOCK_BATCH = 8

@@ -84,7 +84,7 @@ def _torch_case(case, size, repeat):
 
 
 def _time(fn, repeat):
-    from zoo.common import run_times
+    from zoo.apps.timing import run_times
 
     return statistics.median(run_times(fn, warmup=1, repeat=repeat))
 

@@ -17,7 +17,7 @@ import keras
 
 import zoo
 from common import compiled_call, random_images, timeit
-from zoo.flops import count_flops
+from zoo.analysis.flops import count_flops
 
 
 def _time(model, x, args):

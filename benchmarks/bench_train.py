@@ -89,7 +89,7 @@ def _data(size, batch):
 
 def _timed_steps(step, warmup, steps):
     sys.path.insert(0, ROOT)
-    from zoo.common import run_times
+    from zoo.apps.timing import run_times
 
     return run_times(step, warmup=warmup, repeat=steps)
 
@@ -103,8 +103,8 @@ def keras_worker(case, size, batch, warmup, steps, conv_schedule=None, no_bn=Fal
     import keras
     import numpy as np
 
-    from zoo import train
-    from zoo.flops import count_flops
+    from zoo.training import train
+    from zoo.analysis.flops import count_flops
     from zoo.layers import DilatedConv2D
 
     if conv_schedule:

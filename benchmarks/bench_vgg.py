@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from common import compiled_call, random_images, timeit
-from zoo.demo import crops
-from zoo.flops import count_flops
+from zoo.apps.fc_conv_check import crops
+from zoo.analysis.flops import count_flops
 from zoo.models.vgg import VGG16
 
 

@@ -18,7 +18,7 @@ def timeit(fn, warmup=2, repeat=5):
     Returns:
         A dict with ``median_s``, ``min_s`` and ``runs``.
     """
-    from zoo.common import run_times
+    from zoo.apps.timing import run_times
 
     times = run_times(lambda: _block(fn()), warmup=warmup, repeat=repeat)
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeat}

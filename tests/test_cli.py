@@ -92,7 +92,7 @@ def test_demo_heatmap_reports_and_writes_png(tmp_path, capsys):
 
 
 def test_demo_segment_takes_the_demo_defaults_unless_overridden(monkeypatch, capsys):
-    from zoo import finetune
+    from zoo.training import finetune
 
     seen = []
 

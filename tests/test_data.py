@@ -1,4 +1,4 @@
-"""zoo.data: the synthetic and folder TFDS builders, the real datasets'
+"""zoo.training.data: the synthetic and folder TFDS builders, the real datasets'
 loaders on tfds.testing.mock_data (no network), preprocessing and
 augmentation."""
 
@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 import zoo
 
-from zoo import data
+from zoo.training import data
 
 
 @pytest.fixture(scope="module")

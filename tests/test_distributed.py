@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from zoo import data, train
+from zoo.training import data, train
 
 # Every test here trains in subprocesses: CI's separate ``train`` step.
 pytestmark = pytest.mark.train
@@ -25,17 +25,17 @@ def _model():
     return next(n for n in PREFERRED + tuple(dense) if n in dense)
 
 
-# zoo.distributed's own main with training skipped: the weights every run
+# zoo.training.distributed's own main with training skipped: the weights every run
 # starts from (same seed, same build order as a real run).
 _INITIAL = (
-    "import sys, zoo.distributed as d\n"
+    "import sys, zoo.training.distributed as d\n"
     "d.fit = lambda *a, **k: type('H', (), {'history': {'loss': []}})()\n"
     "sys.exit(d.main(sys.argv[1:]))"
 )
 
 
 def _run(args, env=None, initial=False, **kw):
-    entry = ["-c", _INITIAL] if initial else ["-m", "zoo.distributed"]
+    entry = ["-c", _INITIAL] if initial else ["-m", "zoo.training.distributed"]
     cmd = [sys.executable, *entry, "--model", _model(), "--steps", "2",
            "--batch-size", "4", "--size", "32", "--optimizer", "sgd", "--lr", "0.05"] + args
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **(env or {})}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 from zoo.models import drn as zdrn
 from tests.helpers import REFERENCE, assert_close, save_torch
 from zoo.weights import load_manifest, load_weights

@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from zoo.cli import main
-from zoo.export import FORMATS, export_model, input_spec, load_artifact, with_preprocessing
+from zoo.apps.export import FORMATS, export_model, input_spec, load_artifact, with_preprocessing
 from zoo.preprocessing import Preprocess, preprocessing_for
 
 PATHS = {"savedmodel": "artifact", "tflite": "model.tflite", "onnx": "model.onnx"}

@@ -27,7 +27,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from zoo.io.errors import CheckpointError  # noqa: E402
+from zoo.weights.readers.errors import CheckpointError  # noqa: E402
 
 DEFAULT_EXAMPLES = 20
 SLOW_EXAMPLES = 300
@@ -56,8 +56,8 @@ class Env:
         import torch
 
         from tests.helpers import randomize, save_legacy_h5
-        from zoo.io.h5 import read_h5
-        from zoo.io.pth import read_pth
+        from zoo.weights.readers.h5 import read_h5
+        from zoo.weights.readers.pth import read_pth
 
         self.folder = folder
         self.model = _tiny_model()

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import save_torch
-from zoo.io.errors import CheckpointError
-from zoo.io.pth import is_pth, read_pth
+from zoo.weights.readers.errors import CheckpointError
+from zoo.weights.readers.pth import is_pth, read_pth
 
 MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -152,7 +152,7 @@ def test_build_on_any_allowed_global_is_refused(tmp_path, good_pth, module, name
 
 
 def test_each_load_gets_its_own_placeholders(tmp_path):
-    from zoo.io import pth
+    from zoo.weights.readers import pth
 
     a, b = pth._fresh_globals(), pth._fresh_globals()
     assert a.keys() == b.keys() == pth.ALLOWED_NAMES
@@ -502,7 +502,7 @@ _REGISTERED = (
 def test_import_zoo_registers_every_serialisable_class(tmp_path):
     import keras
 
-    from zoo import train
+    from zoo.training import train
 
     model = _tiny_model()
     model.compile(optimizer="sgd", loss=train.SegmentationLoss(), metrics=[train.SegmentationMeanIoU(2)])
@@ -551,7 +551,7 @@ def _masks(source):
 
 
 def test_folder_without_classes_txt(tmp_path, tfds_dir):
-    from zoo import data
+    from zoo.training import data
 
     a = np.array([[0, 1], [2, 255]] * 3, "uint8")[:6, :2].repeat(3, 1)[:, :5]
     root = _folder(tmp_path / "d", [a, np.zeros((6, 5), "uint8")])
@@ -561,7 +561,7 @@ def test_folder_without_classes_txt(tmp_path, tfds_dir):
 
 
 def test_folder_mask_size_differs_from_image(tmp_path, tfds_dir):
-    from zoo import data
+    from zoo.training import data
 
     root = _folder(tmp_path / "d", [np.zeros((6, 5), "uint8"), np.zeros((3, 5), "uint8")])
     with pytest.raises(ValueError, match=r"masks/im1\.png is 3x5 .* is 6x5"):
@@ -569,7 +569,7 @@ def test_folder_mask_size_differs_from_image(tmp_path, tfds_dir):
 
 
 def test_folder_mask_value_beyond_classes_txt(tmp_path, tfds_dir):
-    from zoo import data
+    from zoo.training import data
 
     bad = np.zeros((6, 5), "uint8")
     bad[2, 3] = 7
@@ -580,7 +580,7 @@ def test_folder_mask_value_beyond_classes_txt(tmp_path, tfds_dir):
 
 
 def test_folder_rgb_masks(tmp_path, tfds_dir):
-    from zoo import data
+    from zoo.training import data
 
     grey = np.random.default_rng(0).integers(0, 3, (6, 5)).astype("uint8")
     # Greyscale saved as RGB (three equal channels): read as that grey.
@@ -598,7 +598,7 @@ def test_folder_rgb_masks(tmp_path, tfds_dir):
 
 
 def test_folder_cache_notices_changed_files(tmp_path, tfds_dir):
-    from zoo import data
+    from zoo.training import data
 
     root = _folder(tmp_path / "d", [np.zeros((6, 5), "uint8")])
     assert _masks(data.load(f"folder:{root}", "train", tfds_dir))[0].max() == 0
@@ -619,7 +619,7 @@ def test_folder_cache_notices_changed_files(tmp_path, tfds_dir):
 _KILL_IN_SAVE = (
     "import os, signal, sys\n"
     "import keras\n"
-    "from zoo import finetune\n"
+    "from zoo.training import finetune\n"
     "saves = []\n"
     "original = keras.Model.save\n"
     "def save(self, filepath, *args, **kwargs):\n"
@@ -638,7 +638,7 @@ _KILL_IN_SAVE = (
 def test_resume_after_kill_inside_checkpoint_save(tmp_path):
     import json
 
-    from zoo import train
+    from zoo.training import train
 
     root = tmp_path / "d"
     for split in ("train", "val"):
@@ -658,7 +658,7 @@ def test_resume_after_kill_inside_checkpoint_save(tmp_path):
     assert state["epoch"] == 1
     with zipfile.ZipFile(out / "checkpoint.keras") as zf:  # the epoch-1 file, whole
         assert zf.testzip() is None
-    r = subprocess.run([sys.executable, "-m", "zoo.finetune", *args], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "zoo.training.finetune", *args], capture_output=True, text=True,
                        env=env, cwd=cwd, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {model} from {out / 'checkpoint.keras'} after epoch 1" in r.stdout
@@ -671,7 +671,7 @@ def test_checkpoint_writer_failing_inside_save_keeps_last_checkpoint(tmp_path, m
 
     import keras
 
-    from zoo import finetune
+    from zoo.training import finetune
 
     model = _tiny_model()
     writer = finetune._CheckpointWriter(str(tmp_path), {"model": "tiny"})

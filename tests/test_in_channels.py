@@ -10,8 +10,8 @@ import zoo
 from tests import resnet_torch_ref as tref
 from tests.helpers import save_torch
 from zoo import weights as zw
-from zoo.convert import adapt_input_kernel, input_fed_layers
-from zoo.io.errors import CheckpointError
+from zoo.weights.convert import adapt_input_kernel, input_fed_layers
+from zoo.weights.readers.errors import CheckpointError
 
 H, W = 48, 56
 

@@ -8,8 +8,8 @@ import pytest
 
 import zoo
 from tests.helpers import EXACT, REFERENCE, assert_close, randomize, save_legacy_h5, save_torch
-from zoo.flops import count_flops
-from zoo.io.errors import CheckpointError
+from zoo.analysis.flops import count_flops
+from zoo.weights.readers.errors import CheckpointError
 from zoo.models import inception
 
 # Feature maps grow with depth: 1e-4 of their largest value (and 1e-4 absolute).
@@ -205,7 +205,7 @@ def test_worked_example_4x4():
     assert s["naive_params"] == 256 * 256 * 16
     assert s["params"] == 256 * 64 * 17
     assert s["ratio"] == pytest.approx(64 / 17) and round(s["ratio"], 2) == 3.76
-    # The same figures counted from real layers by zoo.flops.
+    # The same figures counted from real layers by zoo.analysis.flops.
     inp = keras.Input((8, 8, 256))
     naive = keras.Model(inp, keras.layers.Conv2D(256, 4, padding="same", use_bias=False)(inp))
     red = keras.layers.Conv2D(64, 1, use_bias=False)(inp)

@@ -42,7 +42,7 @@ def test_voc_and_cityscapes():
     assert list(voc[1:]) == _torchvision_list("_VOC_CATEGORIES")[1:]
     city = load_labels("cityscapes")
     assert len(city) == 19 and city[0] == "road" and city[13] == "car" and city[18] == "bicycle"
-    from zoo.data import CITYSCAPES_CLASSES
+    from zoo.training.data import CITYSCAPES_CLASSES
 
     assert list(city) == list(CITYSCAPES_CLASSES)
 

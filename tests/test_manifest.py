@@ -1,4 +1,4 @@
-"""weights/manifest.json: well-formed, and its facts agree with the builders."""
+"""zoo/weights/manifest.json: well-formed, and its facts agree with the builders."""
 
 import os
 import re

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import serve_files, use_manifest
 from zoo import weights as zw
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 
 GOOD = b"keras-zoo weights " * 64
 BAD = b"a different file!! " * 64

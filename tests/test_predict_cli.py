@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo.apps_cli import legend, read_rgb, text_mask, write_palette_png
+from zoo.cli.apps import legend, read_rgb, text_mask, write_palette_png
 from zoo.cli import main
 from zoo.labels import load_labels, palette
 from zoo.preprocessing import preprocess, preprocessing_for
@@ -49,7 +49,7 @@ def test_palette_png_round_trip(tmp_path):
 def test_dense_outputs_beyond_256_classes_are_16_bit_ids(tmp_path):
     import argparse
 
-    from zoo.apps_cli import _dense_outputs
+    from zoo.cli.apps import _dense_outputs
 
     ids = np.random.default_rng(5).integers(0, 300, (12, 14))
     image = np.zeros((12, 14, 3), "uint8")

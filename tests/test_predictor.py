@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.predictor import Predictor
+from zoo.apps.predictor import Predictor
 from zoo.preprocessing import Preprocess
 
 

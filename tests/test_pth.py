@@ -1,4 +1,4 @@
-"""Tests for zoo.io.pth, the torch-free PyTorch checkpoint reader.
+"""Tests for zoo.weights.readers.pth, the torch-free PyTorch checkpoint reader.
 
 torch is only used here, to write reference checkpoints.
 """
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import save_torch
-from zoo.io.errors import CheckpointError
-from zoo.io.pth import is_pth, read_pth
+from zoo.weights.readers.errors import CheckpointError
+from zoo.weights.readers.pth import is_pth, read_pth
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -407,23 +407,23 @@ def test_reader_never_imports_torch(tmp_path):
         path = tmp_path / f"{fmt}.pth"
         _save(torch, {"w": torch.arange(4.0), "n": torch.tensor(2)}, path, fmt)
         paths.append(str(path))
-    # Load zoo.io.pth from its file with bare parent packages, so the check
+    # Load zoo.weights.readers.pth from its file with bare parent packages, so the check
     # covers the reader alone and does not pay for zoo/__init__'s imports.
     code = textwrap.dedent(f"""
         import importlib.util, sys, types
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
-        for name in ("zoo", "zoo.io"):
+        for name in ("zoo", "zoo.weights.readers"):
             pkg = types.ModuleType(name)
             pkg.__path__ = [{REPO_ROOT!r} + "/" + name.replace(".", "/")]
             sys.modules[name] = pkg
-        for name in ("zoo.io.errors", "zoo.io.pth"):
+        for name in ("zoo.weights.readers.errors", "zoo.weights.readers.pth"):
             spec = importlib.util.spec_from_file_location(
                 name, {REPO_ROOT!r} + "/" + name.replace(".", "/") + ".py")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
         for path in {paths!r}:
-            sd = sys.modules["zoo.io.pth"].read_pth(path)
+            sd = sys.modules["zoo.weights.readers.pth"].read_pth(path)
             print(sorted(sd), sd["w"].tolist(), int(sd["n"]))
         assert sys.modules["torch"] is None
     """)

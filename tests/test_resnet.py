@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from tests.helpers import assert_close, randomize, save_legacy_h5, save_torch
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 
 H, W = 64, 80  # small, non-square inputs keep the tests fast
 

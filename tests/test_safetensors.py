@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 import zoo
 from tests import resnet_torch_ref as tref
 from zoo import weights as zw
-from zoo.io import safetensors as st_io
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers import safetensors as st_io
+from zoo.weights.readers.errors import CheckpointError
 
 H, W = 64, 80
 

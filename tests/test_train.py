@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import data, finetune, train
+from zoo.training import data, finetune, train
 
 DENSE = train.dense_models()
 # The default suite fits these (when registered); every other dense model

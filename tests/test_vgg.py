@@ -60,7 +60,7 @@ def test_heatmap_cell_is_fc_head_on_pool5_window(vgg16_reference):
 
 
 def test_sliding_crops_differ_only_through_padding():
-    from zoo import demo
+    from zoo.apps import fc_conv_check as demo
 
     r = demo.compare(size=256, repeat=1)
     assert r["map"] == (2, 2)

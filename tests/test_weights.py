@@ -14,7 +14,7 @@ import pytest
 
 import zoo
 from zoo import weights as zw
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")

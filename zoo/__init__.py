@@ -5,10 +5,11 @@ outputs for segmentation."""
 # Every module that registers Keras-serialisable classes is imported here, so
 # that `import zoo` alone lets keras.saving.load_model read any file zoo
 # writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss).
-from zoo import heads, layers, preprocessing, train  # noqa: F401
-from zoo.info import model_info
+from zoo import heads, layers, preprocessing
+from zoo.training import train  # noqa: F401
+from zoo.analysis.info import model_info
 from zoo.labels import class_names, decode_predictions
-from zoo.predictor import Predictor
+from zoo.apps.predictor import Predictor
 from zoo.models.drn import (
     DRN_A_18, DRN_A_34, DRN_A_50, DRN_C_26, DRN_C_42, DRN_C_58, DRN_D_22,
     DRN_D_24, DRN_D_38, DRN_D_40, DRN_D_54, DRN_D_56, DRN_D_105, DRN_D_107,

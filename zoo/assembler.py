@@ -25,10 +25,9 @@ import keras
 from keras import layers
 
 from zoo import heads as zheads
-from zoo.common import DEFAULT, check_choice, resolve_mode
-from zoo.convert import WeightMap
+from zoo.registry import DEFAULT, MODES, check_choice, resolve_mode
+from zoo.weights.convert import WeightMap
 from zoo.layers import MinSize, WindowConv2D
-from zoo.registry import MODES
 from zoo.weights import load_weights
 
 
@@ -390,24 +389,3 @@ def min_input_table(model_name, output_stride=None):
                                     else None)
         table[mode] = min_input_side(spec, mode, os_)
     return table
-
-
-COMMON_KWARGS = (("output_stride", None), ("head", None), ("aux_head", False), ("in_channels", 3),
-                 ("include_preprocessing", False), ("preprocessing", None))
-
-
-def with_common_kwargs(builder):
-    """Shows the assembler's common arguments in ``builder``'s signature.
-
-    Builders pass them through ``**kwargs``; listing them keeps
-    ``inspect.signature`` (the CLI, apps and docs read it) truthful.
-    """
-    import inspect
-
-    sig = inspect.signature(builder)
-    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
-    have = {p.name for p in params}
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d)
-               for n, d in COMMON_KWARGS if n not in have]
-    builder.__signature__ = sig.replace(parameters=params)
-    return builder

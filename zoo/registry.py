@@ -10,6 +10,66 @@ import fnmatch
 from typing import Callable, Optional, Tuple
 
 MODES = ("classify", "heatmap", "dense", "features")
+DEFAULT = "default"
+
+
+def check_choice(value, choices, what):
+    """Raises a ValueError listing ``choices`` when ``value`` is not one of them."""
+    if value not in choices:
+        raise ValueError(
+            f"unknown {what} {value!r}; valid choices: {', '.join(map(str, choices))}"
+        )
+    return value
+
+
+def resolve_mode(mode, input_shape, classifier_activation, classify_size=224, modes=MODES):
+    """Checks ``mode`` and fills the defaults every builder shares.
+
+    Args:
+        mode: one of ``modes``.
+        input_shape: user value or None.
+        classifier_activation: user value, or ``"default"``.
+        classify_size: side of the training crop; classify mode defaults to it.
+        modes: the modes this family accepts.
+
+    Returns:
+        ``(input_shape, classifier_activation)``. Classify mode defaults to the
+        training crop (its Flatten or pooling needs a fixed size); the others
+        accept any size. Dense and features modes never apply an activation.
+    """
+    check_choice(mode, modes, "mode")
+    if input_shape is None:
+        if mode == "classify":
+            input_shape = (classify_size, classify_size, 3)
+        else:
+            input_shape = (None, None, 3)
+    if classifier_activation == DEFAULT:
+        classifier_activation = "softmax" if mode in ("classify", "heatmap") else None
+    if mode in ("dense", "features"):
+        classifier_activation = None
+    return tuple(input_shape), classifier_activation
+
+
+COMMON_KWARGS = (("output_stride", None), ("head", None), ("aux_head", False), ("in_channels", 3),
+                 ("include_preprocessing", False), ("preprocessing", None))
+
+
+def with_common_kwargs(builder):
+    """Shows the assembler's common arguments in ``builder``'s signature.
+
+    Builders pass them through ``**kwargs``; listing them keeps
+    ``inspect.signature`` (the CLI, apps and docs read it) truthful.
+    """
+    import inspect
+
+    sig = inspect.signature(builder)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    have = {p.name for p in params}
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d)
+               for n, d in COMMON_KWARGS if n not in have]
+    builder.__signature__ = sig.replace(parameters=params)
+    return builder
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +114,6 @@ def register_model(name, builder, family, **kwargs):
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    from zoo.assembler import with_common_kwargs
-
     with_common_kwargs(builder)
     _REGISTRY[name] = ModelEntry(name=name, builder=builder, family=family, **kwargs)
     return builder

@@ -24,8 +24,8 @@ Differences from the official code, all deliberate:
 """
 
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.common import DEFAULT, check_choice
-from zoo.convert import WeightMap
+from zoo.registry import DEFAULT, check_choice
+from zoo.weights.convert import WeightMap
 from zoo.models import resnet
 from zoo.models.residual import DRN_LAYOUT, conv_bn, residual_stage
 from zoo.registry import register_model

@@ -30,9 +30,9 @@ import keras
 from keras import layers, ops
 
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.common import DEFAULT
-from zoo.info import count_parameters
-from zoo.io.errors import CheckpointError
+from zoo.registry import DEFAULT
+from zoo.analysis.info import count_parameters
+from zoo.weights.readers.errors import CheckpointError
 from zoo.layers import conv2d, conv_bn_relu, inception_block
 from zoo.registry import register_model
 from zoo.weights import load_weights, manifest_entry, resolve_file
@@ -299,7 +299,7 @@ def reduction_savings(cin, cout, kernel, reduced, hw=(1, 1)):
 
 def _layer_params(layer):
     """Learned parameters of one layer: BatchNorm's running statistics are
-    buffers, not parameters (``zoo.info.count_parameters``'s convention)."""
+    buffers, not parameters (``zoo.analysis.info.count_parameters``'s convention)."""
     n = layer.count_params()
     if isinstance(layer, layers.BatchNormalization):
         n -= 2 * layer.moving_mean.shape[0]
@@ -322,7 +322,7 @@ def block_savings(model, per_layer_flops, prefix, reductions):
 
     Args:
         model: a built model with a static input size.
-        per_layer_flops: ``{layer: MACs}`` from ``zoo.flops.count_flops``.
+        per_layer_flops: ``{layer: MACs}`` from ``zoo.analysis.flops.count_flops``.
         prefix: the block's layer prefix (``"inception3a"``, ``"Mixed_5b"``).
         reductions: ``{reduction: (consumers, ...)}`` by branch name.
 
@@ -505,7 +505,7 @@ def _keras_legacy_weighted_names(path):
     order, or None for any other kind of file."""
     import h5py
 
-    from zoo.io import h5 as h5_io
+    from zoo.weights.readers import h5 as h5_io
 
     if not os.path.isfile(path) or not h5_io.is_hdf5(path):
         return None

@@ -31,9 +31,9 @@ import re
 from keras import layers
 
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.common import DEFAULT, check_choice
-from zoo.convert import WeightMap, default_torch_name
-from zoo.io.errors import CheckpointError
+from zoo.registry import DEFAULT, check_choice
+from zoo.weights.convert import WeightMap, default_torch_name
+from zoo.weights.readers.errors import CheckpointError
 from zoo.layers import conv2d
 from zoo.models.residual import LAYOUTS, relu, residual_stage
 from zoo.registry import register_model

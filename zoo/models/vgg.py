@@ -13,8 +13,8 @@ import keras
 from keras import layers
 
 from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.common import DEFAULT
-from zoo.convert import WeightMap
+from zoo.registry import DEFAULT
+from zoo.weights.convert import WeightMap
 from zoo.layers import WindowConv2D, conv2d
 from zoo.registry import register_model
 

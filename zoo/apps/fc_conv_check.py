@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from zoo.common import run_times
+from zoo.apps.timing import run_times
 from zoo.models.vgg import VGG16, TRAIN_CROP
 
 STRIDE = 32
@@ -83,7 +83,7 @@ def compare(size=384, seed=0, repeat=3, model=None):
     import keras
     import tensorflow as tf
 
-    from zoo.flops import count_flops
+    from zoo.analysis.flops import count_flops
 
     keras.utils.set_random_seed(seed)
     classifier = model or VGG16(classifier_activation=None)

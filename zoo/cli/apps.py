@@ -241,7 +241,7 @@ def _dense_outputs(args, stem, image, labels, names, palette):
 
 
 def _heatmap_outputs(args, stem, image, scores, names):
-    from zoo.heatmap import overlay
+    from zoo.apps.heatmap import overlay
 
     peak = scores.reshape(-1, scores.shape[-1]).max(0)
     top = np.argsort(-peak, kind="stable")[:args.top_maps]
@@ -258,7 +258,7 @@ def _heatmap_outputs(args, stem, image, scores, names):
 
 
 def _write_png(path, rgb):
-    from zoo.heatmap import write_png
+    from zoo.apps.heatmap import write_png
 
     write_png(path, rgb)
 
@@ -276,7 +276,7 @@ def cmd_predict(args):
     """``zoo predict``: class ids + overlay (dense), top-k (classify) or
     top-class heatmaps (heatmap) per image."""
     from zoo.labels import decode_predictions, palette
-    from zoo.predictor import Predictor
+    from zoo.apps.predictor import Predictor
 
     for path in args.images:
         if not os.path.isfile(path):
@@ -327,7 +327,7 @@ def cmd_predict(args):
 
 def cmd_export(args):
     """``zoo export``: a SavedModel, LiteRT or ONNX artifact via ``model.export``."""
-    from zoo.export import export_model
+    from zoo.apps.export import export_model
 
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)

@@ -19,8 +19,8 @@ import zipfile
 import h5py
 import numpy as np
 
-from zoo.io.errors import CheckpointError
-from zoo.io.limits import read_zip_member
+from zoo.weights.readers.errors import CheckpointError
+from zoo.weights.readers.limits import read_zip_member
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

@@ -2,7 +2,7 @@
 
 import zipfile
 
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 
 # A compressed zip member may inflate to at most this many times its
 # compressed size, beyond BOMB_FREE_BYTES. torch.save writes members

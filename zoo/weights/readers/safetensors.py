@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from zoo.io.errors import CheckpointError
+from zoo.weights.readers.errors import CheckpointError
 
 __all__ = ["CheckpointError", "is_safetensors", "read_safetensors"]
 

@@ -104,7 +104,7 @@ def _check_image(path):
 
 
 def cmd_heatmap(args):
-    from zoo.heatmap import run_heatmap
+    from zoo.apps.heatmap import run_heatmap
 
     _check_image(args.image)
 
@@ -116,7 +116,7 @@ def cmd_heatmap(args):
 
 def cmd_demo(args):
     if args.which == "heatmap" or _segmentation_demo() is None:
-        from zoo.heatmap import heatmap_demo
+        from zoo.apps.heatmap import heatmap_demo
 
         heatmap_demo(args.out, size=args.heatmap_size)
     else:
@@ -125,7 +125,7 @@ def cmd_demo(args):
 
 def _segmentation_demo():
     try:
-        from zoo import finetune
+        from zoo.training import finetune
     except ImportError:
         return None
     return getattr(finetune, "demo", None)
@@ -163,7 +163,7 @@ def build_parser():
     s.add_argument("--classes", type=int, default=None, help="class count of a fine-tuned checkpoint")
     s.set_defaults(func=cmd_heatmap)
 
-    from zoo import weights_cli  # zoo weights list|fetch|verify
+    from zoo.cli import weights as weights_cli  # zoo weights list|fetch|verify
 
     weights_cli.add_parser(sub)
 
@@ -180,7 +180,7 @@ def build_parser():
 
     if finetune is not None and hasattr(finetune, "add_parser"):
         finetune.add_parser(sub)
-    from zoo import apps_cli
+    from zoo.cli import apps as apps_cli
 
     apps_cli.add_parsers(sub)
     return p
@@ -188,7 +188,7 @@ def build_parser():
 
 def _finetune_module():
     try:
-        from zoo import finetune
+        from zoo.training import finetune
     except ImportError:
         return None
     return finetune

@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from zoo.flops import count_flops
+from zoo.analysis.flops import count_flops
 from zoo.assembler import min_input_table
 from zoo.registry import get_entry
 from zoo.weights import available_tags

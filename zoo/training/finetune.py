@@ -93,7 +93,7 @@ def _fill_defaults(args, **defaults):
 
 def demo_model():
     """The lightest registered dense model of :data:`DEMO_MODELS`."""
-    from zoo import train
+    from zoo.training import train
 
     dense = train.dense_models()
     for name in DEMO_MODELS:
@@ -156,7 +156,7 @@ def evaluate(model, ds, num_classes, ignore_label=255, predict=None):
     """
     import numpy as np
 
-    from zoo.train import SegmentationMeanIoU
+    from zoo.training.train import SegmentationMeanIoU
 
     metric = SegmentationMeanIoU(num_classes, ignore_class=ignore_label)
     predict = predict or predict_fn(model)
@@ -191,7 +191,7 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, pred
     """
     import numpy as np
 
-    from zoo.heatmap import write_png
+    from zoo.apps.heatmap import write_png
     from zoo.preprocessing import unpreprocess
 
     predict = predict or predict_fn(model)
@@ -341,7 +341,7 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from zoo import data, train
+    from zoo.training import data, train
 
     tfds.disable_progress_bar()
     keras.utils.set_random_seed(args.seed)
@@ -496,7 +496,7 @@ def demo(args):
 
 
 def main(argv=None):
-    """``python -m zoo.finetune ...`` without the ``zoo`` CLI."""
+    """``python -m zoo.training.finetune ...`` without the ``zoo`` CLI."""
     parser = argparse.ArgumentParser(prog="zoo")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-# Re-exported: pipelines and users reach preprocessing through zoo.data too.
+# Re-exported: pipelines and users reach preprocessing through zoo.training.data too.
 from zoo.preprocessing import (  # noqa: F401
     DEFAULT_PREPROCESSING,
     preprocess,

@@ -3,12 +3,12 @@
 One script for one machine and for a cluster:
 
     # one machine, all local devices (GPUs, or N logical CPU devices)
-    python -m zoo.distributed --strategy mirrored --model drn_d_22 --out runs/x
+    python -m zoo.training.distributed --strategy mirrored --model drn_d_22 --out runs/x
 
     # every worker of a cluster runs the same command; TF_CONFIG says who is who
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' \\
-    python -m zoo.distributed --strategy multiworker --model drn_d_22 --out runs/x
+    python -m zoo.training.distributed --strategy multiworker --model drn_d_22 --out runs/x
 
 ``--batch-size`` is the global batch (split over all replicas). Each worker
 writes ``worker<index>.weights.h5`` and ``worker<index>.json`` (losses,
@@ -114,7 +114,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from zoo import data, train
+    from zoo.training import data, train
 
     keras.utils.set_random_seed(args.seed)
     source = data.load(args.data, "train", args.data_dir)

@@ -1,8 +1,8 @@
 """Published-weights registry, file resolution and all-or-nothing loading.
 
-``weights/manifest.json`` is the only place that knows URLs, hashes, formats,
+``zoo/weights/manifest.json`` is the only place that knows URLs, hashes, formats,
 preprocessing, class counts and classifier layer names. Builders call
-:func:`load_weights` with a tag or a path and a :class:`zoo.convert.WeightMap`.
+:func:`load_weights` with a tag or a path and a :class:`zoo.weights.convert.WeightMap`.
 """
 
 import fnmatch
@@ -13,16 +13,15 @@ import os
 import tempfile
 import urllib.request
 import warnings
-from importlib import resources
 
 import keras
 import numpy as np
 
-from zoo.convert import WeightMap, adapt_input_kernel, h5_layers, input_fed_layers, torch_layers
-from zoo.io import h5 as h5_io
-from zoo.io import pth as pth_io
-from zoo.io import safetensors as st_io
-from zoo.io.errors import CheckpointError
+from zoo.weights.convert import WeightMap, adapt_input_kernel, h5_layers, input_fed_layers, torch_layers
+from zoo.weights.readers import h5 as h5_io
+from zoo.weights.readers import pth as pth_io
+from zoo.weights.readers import safetensors as st_io
+from zoo.weights.readers.errors import CheckpointError
 
 ENV_DIR = "KERAS_ZOO_WEIGHTS"
 HF_PREFIX = "hf://"
@@ -32,25 +31,14 @@ PATH_SUFFIXES = (".h5", ".pth", ".pt", ".keras", ".safetensors")
 
 
 def package_weights_dir():
-    """The package's own ``weights/`` folder (a search location for files).
-
-    Installed, it is the ``zoo.published`` package; in a bare checkout on
-    ``PYTHONPATH`` it is the top-level ``weights/`` folder.
-    """
-    # A source checkout's own weights/ wins over an installed copy, so that a
-    # second checkout (a git worktree) reads its own manifest.
-    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
-    if os.path.isfile(os.path.join(checkout, "manifest.json")):
-        return checkout
-    try:
-        return str(resources.files("zoo.published"))
-    except ModuleNotFoundError:
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+    """The folder of ``manifest.json`` inside the package (also a search
+    location for published files)."""
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 @functools.lru_cache(maxsize=1)
 def load_manifest():
-    """Returns the parsed ``weights/manifest.json`` shipped with the package."""
+    """Returns the parsed ``zoo/weights/manifest.json`` shipped with the package."""
     with open(os.path.join(package_weights_dir(), "manifest.json"), encoding="utf8") as f:
         return json.load(f)
 
@@ -452,7 +440,7 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
 
     A first convolution (fed by the model input) whose file kernel has 3
     input channels while the model has N is adapted by
-    :func:`zoo.convert.adapt_input_kernel`; every other mismatch is an error.
+    :func:`zoo.weights.convert.adapt_input_kernel`; every other mismatch is an error.
 
     Returns:
         A list of ``(layer, arrays)`` to assign.
@@ -568,7 +556,7 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
             the working directory (write ``./imagenet`` for the file).
         model_name: registry name, to look up tags and classifier names;
             default: the model's own name when it is a registered one.
-        weight_map: a :class:`zoo.convert.WeightMap` (defaults to names as-is).
+        weight_map: a :class:`zoo.weights.convert.WeightMap` (defaults to names as-is).
         file_key: which file of a multi-file tag (e.g. ``"notop"``).
 
     Returns:

@@ -30,8 +30,8 @@ import zipfile
 
 import numpy as np
 
-from zoo.io.errors import CheckpointError
-from zoo.io.limits import read_zip_member
+from zoo.weights.readers.errors import CheckpointError
+from zoo.weights.readers.limits import read_zip_member
 
 __all__ = ["CheckpointError", "is_pth", "read_pth"]
 

@@ -80,9 +80,9 @@ def heatmap_demo(out_dir="zoo_demo", size=384):
     and the speedup, and writes the heatmap PNG.
 
     Returns:
-        The :func:`zoo.demo.compare` result.
+        The :func:`zoo.apps.fc_conv_check.compare` result.
     """
-    from zoo import demo
+    from zoo.apps import fc_conv_check as demo
 
     result = demo.compare(size)
     for line in demo.report(result):

@@ -1,0 +1,1 @@
+"""Applications on built models: the Predictor, export, class heatmaps and image helpers."""

@@ -1,0 +1,1 @@
+"""Training: data pipelines, losses and metrics, fine-tuning and distributed runs."""
