@@ -4,23 +4,21 @@ outputs for segmentation."""
 
 # Every module that registers Keras-serialisable classes is imported here, so
 # that `import zoo` alone lets keras.saving.load_model read any file zoo
-# writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss).
-from zoo import heads, layers, preprocessing
-from zoo.training import train  # noqa: F401
+# writes (e.g. `zoo finetune`'s checkpoint.keras with its SegmentationLoss,
+# and every model's ZooModel with its head record).
+from zoo import assembler, heads, layers, preprocessing  # noqa: F401
+from zoo import registry as _registry
 from zoo.analysis.info import model_info
-from zoo.labels import class_names, decode_predictions
 from zoo.apps.predictor import Predictor
-from zoo.models.drn import (
-    DRN_A_18, DRN_A_34, DRN_A_50, DRN_C_26, DRN_C_42, DRN_C_58, DRN_D_22,
-    DRN_D_24, DRN_D_38, DRN_D_40, DRN_D_54, DRN_D_56, DRN_D_105, DRN_D_107,
-)
-from zoo.models.inception import GoogLeNet, InceptionV3
-from zoo.models.resnet import (
-    DeepLabV3_ResNet50, DeepLabV3_ResNet101, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152,
-)
-from zoo.models.vgg import FCN8s, FCN16s, FCN32s, VGG16, VGG19
+from zoo.labels import class_names, decode_predictions
 from zoo.registry import create_model, list_models
+from zoo.training import train  # noqa: F401
 from zoo.weights import load_weights
+
+# The public builders (zoo.VGG16, zoo.DRN_D_22, ...) are generated from the
+# registry's records.
+_BUILDERS = _registry.builders()
+globals().update(_BUILDERS)
 
 __version__ = "0.1.0"
 
@@ -42,11 +40,6 @@ def custom_objects():
 
 __all__ = [
     "list_models", "create_model", "model_info", "load_weights",
-    "class_names", "decode_predictions", "Predictor",
-    "VGG16", "VGG19", "FCN32s", "FCN16s", "FCN8s",
-    "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152",
-    "DeepLabV3_ResNet50", "DeepLabV3_ResNet101", "custom_objects",
-    "GoogLeNet", "InceptionV3",
-    "DRN_A_18", "DRN_A_34", "DRN_A_50", "DRN_C_26", "DRN_C_42", "DRN_C_58", "DRN_D_22",
-    "DRN_D_24", "DRN_D_38", "DRN_D_40", "DRN_D_54", "DRN_D_56", "DRN_D_105", "DRN_D_107",
+    "class_names", "decode_predictions", "Predictor", "custom_objects",
+    *sorted(_BUILDERS),
 ]

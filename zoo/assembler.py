@@ -25,10 +25,11 @@ import keras
 from keras import layers
 
 from zoo import heads as zheads
-from zoo.registry import DEFAULT, MODES, check_choice, resolve_mode
-from zoo.weights.convert import WeightMap
 from zoo.layers import MinSize, WindowConv2D
-from zoo.weights import load_weights
+from zoo.registry import DEFAULT, MODES, check_choice, is_headless, resolve_mode
+from zoo.weights import (HF_PREFIX, available_tags, is_weights_path, load_weights,
+                         manifest_entry)
+from zoo.weights.convert import WeightMap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,10 @@ class Classifier:
             classify mode.
         flatten: name of the Flatten (``flatten_fc``) or of the trailing
             Flatten of ``pool_conv``.
+        hidden_dropout: ``(name, rate)`` after each hidden layer in heatmap
+            mode (FCN's drop6/drop7).
+        score_init: the output layer's initializer in heatmap mode (FCN
+            starts its score at zero).
     """
 
     kind: str
@@ -58,6 +63,8 @@ class Classifier:
     window: int = 0
     dropout: Optional[Tuple[str, float]] = None
     flatten: str = "flatten"
+    hidden_dropout: Tuple[Tuple[str, float], ...] = ()
+    score_init: str = "glorot_uniform"
 
     def classify(self, x, classes, activation):
         """The trained classifier on the last stage's map."""
@@ -81,11 +88,16 @@ class Classifier:
         """The classifier as convolutions: each output cell is the classifier
         on one ``window`` x ``window`` block of cells (or on one cell)."""
         if self.kind == "flatten_fc":
-            widths = list(self.hidden)
-            x = WindowConv2D(widths[0], self.window, activation="relu", name=self.names[0])(x)
-            for width, lname in zip(widths[1:], self.names[1:-1]):
-                x = layers.Conv2D(width, 1, activation="relu", name=lname)(x)
-            return layers.Conv2D(classes, 1, activation=activation, name=self.names[-1])(x)
+            drops = dict(enumerate(self.hidden_dropout))
+            for i, (width, lname) in enumerate(zip(self.hidden, self.names[:-1])):
+                if i == 0:
+                    x = WindowConv2D(width, self.window, activation="relu", name=lname)(x)
+                else:
+                    x = layers.Conv2D(width, 1, activation="relu", name=lname)(x)
+                if i in drops:
+                    x = layers.Dropout(drops[i][1], name=drops[i][0])(x)
+            return layers.Conv2D(classes, 1, activation=activation,
+                                 kernel_initializer=self.score_init, name=self.names[-1])(x)
         if self.window:
             x = layers.AveragePooling2D(self.window, strides=1, name=self.pool)(x)
         return layers.Conv2D(classes, 1, activation=activation, name=self.names[-1])(x)
@@ -153,15 +165,18 @@ class Backbone:
         modes: modes this backbone supports.
         weight_map: base :class:`WeightMap` (name rules, renames, weights
             upstream stores but never uses); the assembler adds the mode's
-            ignore/optional lists.
-        load: ``load(model, weights, weight_map, mode) -> model``; defaults
-            to :func:`zoo.weights.load_weights` with ``file_key(mode)``.
-        file_key: ``file_key(mode) -> str`` for multi-file manifest tags.
+            ignore/optional lists from the built model's head record.
         head_extras: passed to heads as ``HeadContext.extras``.
         classify_input: None lets classify mode take any size (global
             pooling); else the classify-mode default side.
         finish: optional ``finish(outputs, stages, mode, classes, activation)
             -> outputs`` hook (GoogLeNet's auxiliary classifiers).
+        classes: the default class count when the weights give none.
+        layout: the published weight layout this build has (ResNet's
+            ``"keras"``/``"torchvision"``), or None: a tag's files with
+            another ``layout`` are not for it.
+        layout_hints: ``{layout: "the builder option that builds it"}`` for
+            messages when a file or tag has another layout.
     """
 
     name: str
@@ -174,11 +189,12 @@ class Backbone:
     train_crop: int = 224
     modes: Tuple[str, ...] = MODES
     weight_map: WeightMap = dataclasses.field(default_factory=WeightMap)
-    load: Optional[Callable] = None
-    file_key: Optional[Callable] = None
     head_extras: Dict[str, object] = dataclasses.field(default_factory=dict)
     classify_input: Optional[int] = 224
     finish: Optional[Callable] = None
+    classes: int = 1000
+    layout: Optional[str] = None
+    layout_hints: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def level_key(stride):
@@ -233,18 +249,115 @@ def check_static_min(backbone, mode, input_shape, side):
             )
 
 
-def derive_weight_map(backbone, mode, head_spec, extra_ignore=()):
-    """The mode's weight map: head layers optional in dense mode; every head's
-    layers and (headless) the classifier ignored in a file."""
+def derive_weight_map(backbone, mode, head_layers=()):
+    """The mode's weight map, from the built model's head record.
+
+    Args:
+        backbone: the :class:`Backbone`.
+        mode: the built mode.
+        head_layers: the weighted layers the built head owns (dense mode);
+            a backbone checkpoint may lack them (they keep their initial
+            values).
+
+    Returns:
+        ``backbone.weight_map`` with the head's layers optional, and the
+        file layers of any registered head (and, headless, of the
+        classifier) ignored when the model does not have them.
+    """
     base = backbone.weight_map
-    all_heads = tuple(p for name in zheads.list_heads() for p in zheads.get_head(name).layers)
-    ignore = tuple(base.ignore) + tuple(extra_ignore) + all_heads
+    file_heads = tuple(p for name in zheads.list_heads() for p in zheads.get_head(name).layers)
+    ignore = tuple(base.ignore) + file_heads
     optional = tuple(base.optional)
-    if mode in ("dense", "features"):
+    if is_headless(mode):
         ignore += tuple(backbone.classifier.names)
     if mode == "dense":
-        optional += tuple(head_spec.layers)
+        optional += tuple(head_layers)
     return dataclasses.replace(base, ignore=ignore, optional=optional)
+
+
+def choose_file(backbone, tag, mode):
+    """The one rule for which file of a published tag a build loads.
+
+    A tag holds one file, or several under ``files``: those with another
+    ``layout`` than the build's are not candidates, and of the rest a
+    headless mode (dense, features) takes the ``*notop`` file and the others
+    the ``*top`` one; a tag with one candidate uses it.
+
+    Returns:
+        The ``files`` key, or None for a one-file tag.
+
+    Raises:
+        ValueError: the tag has no file in the build's layout, naming the
+            builder option that builds the published one.
+    """
+    entry = manifest_entry(backbone.name, tag)
+    files = entry.get("files")
+    if not files:
+        return None
+    keys = [k for k, f in files.items()
+            if backbone.layout is None or f.get("layout", backbone.layout) == backbone.layout]
+    if not keys:
+        have = sorted({f.get("layout") for f in files.values()})
+        hints = " or ".join(backbone.layout_hints.get(h, h) for h in have)
+        raise ValueError(
+            f"weights {tag!r} of {backbone.name} are published in the {', '.join(have)} "
+            f"layout only; build the model with {hints} (it was built with {backbone.layout})")
+    want = "notop" if is_headless(mode) else "top"
+    for key in keys:
+        if key.split("_")[-1] == want:
+            return key
+    return keys[0]
+
+
+def tag_classes(backbone, weights, mode):
+    """The class count a published tag gives ``mode``: the tag's own when it
+    was trained with a head for this mode (a dense tag in dense mode, a
+    classifier tag in classify/heatmap), else ``backbone.classes``."""
+    if isinstance(weights, str) and weights in available_tags(backbone.name):
+        entry = manifest_entry(backbone.name, weights)
+        if (entry.get("mode") == "dense") == (mode == "dense") and mode != "features":
+            return entry.get("classes", backbone.classes)
+    return backbone.classes
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ZooModel(keras.Model):
+    """A functional model that records how the zoo built it.
+
+    ``model.zoo`` is a dict: ``model`` (registry name), ``mode``, ``head``
+    (the dense head's name, else None), ``head_layers`` (the weighted layers
+    the head owns in dense mode, or the classifier's in classify/heatmap
+    mode), ``classes`` and ``output_stride``. It survives ``.keras`` saving;
+    ``freeze="backbone"``, ``zoo.training.train.prepare``, the weights
+    loader and export read it.
+    """
+
+    def __init__(self, *args, zoo=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zoo = dict(zoo or {})
+
+    def get_config(self):
+        config = super().get_config()
+        config["zoo"] = dict(self.zoo)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        record = config.pop("zoo", {})
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.zoo = dict(record)
+        return model
+
+
+def head_record(model):
+    """A built model's head record (``model.zoo``), or None for a model the
+    zoo did not build."""
+    return getattr(model, "zoo", None) or None
+
+
+def _weighted_names(model):
+    return [l.name for l in model.layers if l.weights]
 
 
 def _build_head(spec, pyramid, inputs, classes, ctx, options):
@@ -258,10 +371,10 @@ def _build_head(spec, pyramid, inputs, classes, ctx, options):
     return spec.build(pyramid, inputs, classes, ctx, **options)
 
 
-def assemble(backbone, *, weights=None, mode="classify", input_shape=None, classes=1000,
+def assemble(backbone, *, weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None, output_stride=None, head=None,
              aux_head=False, in_channels=3, include_preprocessing=False, preprocessing=None,
-             head_options=None, extra_ignore=(), model_name=None):
+             head_options=None):
     """Builds ``backbone`` in ``mode`` and loads ``weights``.
 
     Args:
@@ -269,7 +382,7 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
         weights: None, a published tag or a file path.
         mode: ``"classify"``, ``"heatmap"``, ``"dense"`` or ``"features"``.
         input_shape: ``(H, W, C)``; defaults per mode.
-        classes: output classes.
+        classes: output classes; None takes :func:`tag_classes`.
         classifier_activation: ``"default"`` (softmax in classify/heatmap),
             an activation, or None.
         name: model name.
@@ -283,16 +396,14 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
             first.
         preprocessing: explicit preprocessing record for that layer.
         head_options: further keyword options for the head.
-        extra_ignore: further file layers to ignore (family options such as
-            GoogLeNet without auxiliary classifiers).
-        model_name: manifest name for weights and preprocessing (defaults to
-            ``backbone.name``).
 
     Returns:
-        A ``keras.Model``.
+        A :class:`ZooModel`.
     """
-    model_name = model_name or backbone.name
+    model_name = backbone.name
     check_choice(mode, backbone.modes, "mode")
+    if classes is None:
+        classes = tag_classes(backbone, weights, mode)
     output_stride = resolve_output_stride(backbone, mode, output_stride)
     if head is not None and mode != "dense":
         raise ValueError(f"head={head!r} needs mode='dense'; got mode={mode!r}")
@@ -317,7 +428,9 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
 
     inputs = keras.Input(input_shape, name="input")
     x = inputs
-    file_key = backbone.file_key(mode) if backbone.file_key else None
+    tagged = weights is not None and not is_weights_path(weights, model_name) \
+        and not str(weights).startswith(HF_PREFIX)
+    file_key = choose_file(backbone, weights, mode) if tagged else None
     if include_preprocessing:
         from zoo.preprocessing import preprocessing_layer
 
@@ -345,25 +458,24 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
         outputs = dict(pyramid)
     if backbone.finish is not None:
         outputs = backbone.finish(outputs, built, mode, classes, act)
-    model = keras.Model(inputs, outputs, name=name or backbone.name)
-    weight_map = derive_weight_map(backbone, mode, spec, extra_ignore)
-    if backbone.load is not None:
-        return backbone.load(model, weights, weight_map, mode)
+    model = ZooModel(inputs, outputs, name=name or backbone.name)
+    owned = []
+    if mode != "features":
+        # The head (or classifier) owns the weighted layers that the
+        # backbone's graph does not reach.
+        body = {l.name for l in keras.Model(inputs, list(pyramid.values()) + [last]).layers}
+        owned = [l.name for l in model.layers if l.weights and l.name not in body]
+    model.zoo = {"model": model_name, "mode": mode, "head": spec.name if mode == "dense" else None,
+                 "head_layers": owned, "classes": int(classes), "output_stride": int(last_stride)}
+    weight_map = derive_weight_map(backbone, mode, owned if mode == "dense" else ())
     return load_weights(model, weights, model_name, weight_map, file_key=file_key)
-
-
-_SPECS = {}
-
-
-def register_backbone(model_name, factory):
-    """Records ``factory() -> Backbone`` for a registry name (``model_info``
-    reads its pyramid and minimum input sizes)."""
-    _SPECS[model_name] = factory
 
 
 def backbone_spec(model_name):
     """The default-config :class:`Backbone` of a registry name."""
-    return _SPECS[model_name]()
+    from zoo.registry import get_entry
+
+    return get_entry(model_name).backbone()
 
 
 def min_input_table(model_name, output_stride=None):
@@ -375,16 +487,11 @@ def min_input_table(model_name, output_stride=None):
             backbone does not offer) takes each mode's default.
 
     Returns:
-        A dict over exactly the modes the registry name's builder accepts
-        (``fcn8s`` and ``deeplabv3_*`` share a backbone with classifiers but
-        are dense-only).
+        A dict over exactly the modes the registry name's builder accepts.
     """
-    from zoo.registry import get_entry
-
     spec = backbone_spec(model_name)
-    modes = get_entry(model_name).modes
     table = {}
-    for mode in (m for m in spec.modes if m in modes):
+    for mode in spec.modes:
         os_ = resolve_output_stride(spec, mode, output_stride if output_stride in spec.output_strides
                                     else None)
         table[mode] = min_input_side(spec, mode, os_)

@@ -54,7 +54,8 @@ def model_info(name, input_size=(224, 224), **kwargs):
         "keras_params": int(model.count_params()),
         "flops": int(flops),
         "input_size": (h, w),
-        "output_stride": kwargs.get("output_stride", entry.output_stride),
+        "output_stride": model.zoo["output_stride"],
+        "mode": kwargs["mode"],
         "modes": list(entry.modes),
         "weights": available_tags(entry.name),
     }

@@ -31,9 +31,11 @@ class HeadSpec:
         needs: pyramid keys the head reads (``("P5",)``, ``("P5", "P4",
             "P3")``); the special key ``"last"`` means the backbone's final
             level, whatever its stride.
-        layers: fnmatch patterns of the head's weighted layer names. A
-            backbone checkpoint may lack them (they keep their initial
-            values); in other modes they are ignored in a file.
+        layers: fnmatch patterns of the head's weighted layer names as
+            they appear in a *file*: a checkpoint of a model with this head
+            may hold them, and another mode's build ignores them there. (A
+            built model knows its own head's layers from its record,
+            ``model.zoo["head_layers"]``.)
         options: names of extra keyword options the head accepts (e.g.
             ``("aux_head",)``).
     """
@@ -65,5 +67,15 @@ def list_heads():
     return sorted(_HEADS)
 
 
-# The heads themselves register on import (after the registry exists).
-from zoo.heads import bilinear, deeplab, drnseg, fcn  # noqa: E402,F401
+def _discover():
+    # Every module in this folder is a head that registers itself on import,
+    # so a new head is one file.
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()

@@ -1,6 +1,3 @@
-"""Model families. Importing a family module registers its models."""
-
-from zoo.models import vgg  # noqa: F401
-from zoo.models import inception  # noqa: F401
-from zoo.models import resnet  # noqa: F401
-from zoo.models import drn  # noqa: F401
+"""Model families, one module each, discovered by :func:`zoo.registry.discover`:
+importing a family module registers its models, so a new family is one file
+(plus its manifest entries and its parity test)."""

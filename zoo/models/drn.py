@@ -23,13 +23,13 @@ Differences from the official code, all deliberate:
   fewer parameters than the README's 41.6M.
 """
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.registry import DEFAULT, check_choice
-from zoo.weights.convert import WeightMap
+import functools
+
+from zoo.assembler import Backbone, Classifier, Stages
 from zoo.models import resnet
 from zoo.models.residual import DRN_LAYOUT, conv_bn, residual_stage
-from zoo.registry import register_model
-from zoo.weights import available_tags, load_weights, manifest_entry
+from zoo.registry import check_choice, register_model
+from zoo.weights.convert import WeightMap
 
 # name: (arch, residual block, blocks per stage). Stage order and widths per
 # arch are in ARCH_STAGES.
@@ -204,15 +204,9 @@ def torch_children(config):
     return list(spec["children"]) + [s[0] for s in stage_plan(config)]
 
 
-def drn_weight_map(config, mode=None):
+def drn_weight_map(config):
     """The :class:`WeightMap` for a DRN or DRNSeg state_dict: the base name
-    rule, or with ``mode`` the assembler's full map for that mode (default
-    head)."""
-    if mode is not None:
-        from zoo.assembler import derive_weight_map
-        from zoo.heads import get_head
-
-        return derive_weight_map(drn_spec(config), mode, get_head("drnseg"))
+    rule (DRNSeg's ``base.<i>`` becomes child ``i``'s name)."""
     children = torch_children(config)
 
     def torch_name(path):
@@ -224,13 +218,6 @@ def drn_weight_map(config, mode=None):
         return path.replace(".", "_")
 
     return WeightMap(torch=torch_name, ignore=tuple(ARCH_STAGES[DRN_CONFIGS[config][0]]["unused"]))
-
-
-def _default_classes(config, weights):
-    """A published tag's class count (19 for ``"cityscapes"``), else 1000."""
-    if isinstance(weights, str) and weights in available_tags(config):
-        return manifest_entry(config, weights)["classes"]
-    return 1000
 
 
 CLASSIFIER = Classifier("pool_conv", ("fc",), pool="avgpool", flatten="predictions")
@@ -252,13 +239,6 @@ def drn_spec(config):
     )
 
 
-def _drn(config, weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
-    if classes is None:
-        classes = _default_classes(config, weights)
-    return assemble(drn_spec(config), weights=weights, mode=mode, input_shape=input_shape,
-                    classes=classes, classifier_activation=classifier_activation, name=name, **kwargs)
-
-
 def _info_hook(config):
     def hook(model, input_size, per_layer_flops):
         info = {"arch": f"DRN-{DRN_CONFIGS[config][0]}"}
@@ -274,121 +254,10 @@ def _info_hook(config):
     return hook
 
 
-def _doc(builder, config):
-    arch, block, counts = DRN_CONFIGS[config]
-    extra = ""
-    if arch == "A":
-        extra = """
-        output_stride: 8 (DRN-A, the default), 16, or 32 (plain ResNet with
-            torchvision's layer names; the DRN-vs-ResNet baseline)."""
-    builder.__doc__ = f"""DRN-{arch}-{config.rsplit('_', 1)[1]}: {block} blocks {counts}, output stride 8.
-
-    Args:
-        weights: None, a published tag (see ``zoo.model_info``), or a path to
-            a fyu/drn state_dict (zip or legacy ``.pth``, with or without a
-            ``module.`` prefix; DRNSeg ``base.*``/``seg.*``/``up.*`` files
-            too) or a Keras weights file.
-        mode: ``"classify"`` (global average pool + 1x1 ``fc``),
-            ``"heatmap"`` (``fc`` at every cell of the stride-8 map, the
-            official ``out_map``), ``"dense"`` (DRNSeg: 1x1 ``seg``, frozen
-            x8 bilinear ``up``, logits at the input size) or ``"features"``
-            (the pyramid: DRN-C/D ``P0`` layer1, ``P1`` layer2, ``P2``
-            layer3, ``P3`` the deepest stride-8 stage).
-        **kwargs: ``output_stride``, ``head``, ``aux_head``, ``in_channels``,
-            ``include_preprocessing``, ``preprocessing`` (see
-            :func:`zoo.assembler.assemble`).
-        input_shape: defaults to (None, None, 3): every mode takes any size.
-        classes: output classes; None takes the published tag's count
-            (1000 for ``"imagenet"``, 19 for ``"cityscapes"``), else 1000.
-        classifier_activation: softmax by default in classify and heatmap
-            modes; None gives logits. Dense mode always returns logits.
-        name: model name.{extra}
-
-    Returns:
-        A ``keras.Model``.
-    """
-    return builder
-
-
-def DRN_A_18(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_a_18", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_A_34(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_a_34", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_A_50(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_a_50", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_C_26(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_c_26", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_C_42(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_c_42", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_C_58(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_c_58", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_22(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_22", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_24(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_24", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_38(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_38", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_40(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_40", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_54(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_54", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_56(weights=None, mode="classify", input_shape=None, classes=None,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_56", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_105(weights=None, mode="classify", input_shape=None, classes=None,
-              classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_105", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def DRN_D_107(weights=None, mode="classify", input_shape=None, classes=None,
-              classifier_activation=DEFAULT, name=None, **kwargs):
-    return _drn("drn_d_107", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-BUILDERS = {
-    "drn_a_18": DRN_A_18, "drn_a_34": DRN_A_34, "drn_a_50": DRN_A_50,
-    "drn_c_26": DRN_C_26, "drn_c_42": DRN_C_42, "drn_c_58": DRN_C_58,
-    "drn_d_22": DRN_D_22, "drn_d_24": DRN_D_24, "drn_d_38": DRN_D_38, "drn_d_40": DRN_D_40,
-    "drn_d_54": DRN_D_54, "drn_d_56": DRN_D_56, "drn_d_105": DRN_D_105, "drn_d_107": DRN_D_107,
-}
-
-for _name, _builder in BUILDERS.items():
-    _doc(_builder, _name)
-    register_backbone(_name, lambda n=_name: drn_spec(n))
-    register_model(_name, _builder, "drn", output_stride=8, info_mode="classify",
-                   info_hook=_info_hook(_name))
+for _name, (_arch, _block, _counts) in DRN_CONFIGS.items():
+    _builder = _name.upper()
+    globals()[_builder] = register_model(
+        _name, family="drn", builder_name=_builder, module=__name__,
+        spec=functools.partial(drn_spec, _name), info_hook=_info_hook(_name),
+        summary=f"DRN-{_arch}-{_name.rsplit('_', 1)[1]}: {_block} blocks {_counts}, output stride 8 "
+                f"(fyu/drn layer names; dense mode is DRNSeg).")

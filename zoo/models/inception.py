@@ -23,19 +23,16 @@ the window's real maximum, and the output sizes and windows equal PyTorch's
 ``ceil_mode=True`` for every input size.
 """
 
-import dataclasses
-import os
-
 import keras
 from keras import layers, ops
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.registry import DEFAULT
 from zoo.analysis.info import count_parameters
-from zoo.weights.readers.errors import CheckpointError
+from zoo.assembler import Backbone, Classifier, Stages
 from zoo.layers import conv2d, conv_bn_relu, inception_block
-from zoo.registry import register_model
-from zoo.weights import load_weights, manifest_entry, resolve_file
+from zoo.registry import Option, register_model
+from zoo.weights import manifest_entry
+from zoo.weights.convert import WeightMap
+from zoo.weights.readers.errors import CheckpointError
 
 # ----------------------------------------------------------------- configs
 
@@ -379,10 +376,27 @@ def _savings_hook(blocks):
 GOOGLENET_MIN_INPUT = {True: 15, False: 31}  # the last ceil-mode pool keeps one cell
 
 
-def googlenet_spec(batch_norm=True, transform_input=False, dropout=None):
-    """The :class:`zoo.assembler.Backbone` of GoogLeNet (either variant)."""
+def googlenet_spec(batch_norm=True, aux_logits=False, transform_input=None, dropout=None,
+                   weights=None):
+    """The :class:`zoo.assembler.Backbone` of GoogLeNet (either variant).
+
+    Args:
+        batch_norm: torchvision's BN variant (True) or the paper's (False).
+        aux_logits: classify mode returns ``[logits, aux2, aux1]``.
+        transform_input: torchvision's input re-mapping; None follows the
+            published tag's preprocessing (``weights``), else False.
+        dropout: rate before ``fc``; None takes the variant's.
+        weights: the builder's weights (only to resolve ``transform_input``).
+    """
     variant = GOOGLENET_VARIANTS[bool(batch_norm)]
     use_bn = bool(batch_norm)
+    tagged = isinstance(weights, str) and weights == "imagenet"
+    if tagged and not batch_norm:
+        raise ValueError("no published weights for batch_norm=False (the paper's variant); "
+                         "pass weights=None or a file path")
+    if transform_input is None:
+        transform_input = bool(tagged and manifest_entry("googlenet", weights)
+                               .get("preprocessing", {}).get("transform_input", False))
 
     def build(x, output_stride):
         del output_stride
@@ -414,15 +428,16 @@ def googlenet_spec(batch_norm=True, transform_input=False, dropout=None):
         return Stages(tuple(stages), extras=block_out)
 
     def finish(outputs, built, mode, classes, act):
-        if mode != "classify" or not aux_logits_flag[0]:
+        if not aux_logits:
             return outputs
+        if mode != "classify":
+            raise ValueError(f"aux_logits=True needs mode='classify'; got mode={mode!r}")
         aux = {k: googlenet_aux(built.extras[src], classes, act, k, use_bn, variant["aux_pool"])
                for k, src in GOOGLENET_AUX.items()}
         # torchvision's order: (logits, aux2, aux1).
         return [outputs, aux["aux2"], aux["aux1"]]
 
-    aux_logits_flag = [False]
-    spec = Backbone(
+    return Backbone(
         name="googlenet",
         build=build,
         classifier=Classifier("pool_fc", ("fc",), pool="avgpool",
@@ -431,27 +446,9 @@ def googlenet_spec(batch_norm=True, transform_input=False, dropout=None):
         head_extras={"bilinear_skips": (("inception4e", "P4"), ("inception3b", "P3"))},
         min_input={"features": GOOGLENET_MIN_INPUT[use_bn]},
         finish=finish,
+        # Without the auxiliary classifiers, a file's aux heads are not loaded.
+        weight_map=WeightMap(ignore=() if aux_logits else ("aux1_*", "aux2_*")),
     )
-    return spec, aux_logits_flag
-
-
-def _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
-               batch_norm, aux_logits, transform_input, dropout, **kwargs):
-    if aux_logits and mode != "classify":
-        raise ValueError(f"aux_logits=True needs mode='classify'; got mode={mode!r}")
-    tagged = isinstance(weights, str) and weights == "imagenet"
-    if tagged and not batch_norm:
-        raise ValueError("no published weights for batch_norm=False (the paper's variant); "
-                         "pass weights=None or a file path")
-    if transform_input is None:
-        transform_input = bool(tagged and manifest_entry("googlenet", weights)
-                               .get("preprocessing", {}).get("transform_input", False))
-    spec, flag = googlenet_spec(batch_norm, transform_input, dropout)
-    flag[0] = bool(aux_logits)
-    return assemble(spec, weights=weights, mode=mode, input_shape=input_shape, classes=classes,
-                    classifier_activation=classifier_activation,
-                    name=name or ("googlenet" if batch_norm else "googlenet_paper"),
-                    extra_ignore=() if aux_logits else ("aux1_*", "aux2_*"), **kwargs)
 
 
 def _v3_build(x, output_stride):
@@ -471,74 +468,42 @@ def _v3_build(x, output_stride):
     return Stages(tuple(stages))
 
 
-def _v3_load(model, weights, weight_map, mode):
-    if weights is None:
-        return model
-    path = weights
-    if isinstance(weights, str) and weights in ("imagenet",):
-        path = resolve_file("inception_v3", weights, "notop" if mode in ("dense", "features") else "top")
-    weight_map = dataclasses.replace(weight_map, h5=v3_h5_renames(path))
-    return load_weights(model, path, "inception_v3", weight_map)
+def inception_v3_spec():
+    """The :class:`zoo.assembler.Backbone` of Inception v3."""
+    return Backbone(
+        name="inception_v3",
+        build=_v3_build,
+        classifier=Classifier("pool_fc", ("predictions",), pool="avg_pool"),
+        default_head="bilinear",
+        head_extras={"bilinear_skips": (("mixed7", "P4"), ("mixed2", "P3"))},
+        min_input={"features": V3_MIN_SIZE},
+        train_crop=299,
+        classify_input=299,
+        weight_map=WeightMap(h5=v3_h5_renames),
+    )
 
 
-INCEPTION_V3_SPEC = Backbone(
-    name="inception_v3",
-    build=_v3_build,
-    classifier=Classifier("pool_fc", ("predictions",), pool="avg_pool"),
-    default_head="bilinear",
-    head_extras={"bilinear_skips": (("mixed7", "P4"), ("mixed2", "P3"))},
-    min_input={"features": V3_MIN_SIZE},
-    train_crop=299,
-    classify_input=299,
-    load=_v3_load,
-)
-
-
-def _inception_v3(weights, mode, input_shape, classes, classifier_activation, name, **kwargs):
-    return assemble(INCEPTION_V3_SPEC, weights=weights, mode=mode, input_shape=input_shape,
-                    classes=classes, classifier_activation=classifier_activation,
-                    name=name or "inception_v3", **kwargs)
-
-
-def _keras_legacy_weighted_names(path):
-    """The weighted layer names of a keras.applications-style ``.h5``, in file
-    order, or None for any other kind of file."""
-    import h5py
-
-    from zoo.weights.readers import h5 as h5_io
-
-    if not os.path.isfile(path) or not h5_io.is_hdf5(path):
-        return None
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
-        if "layer_names" not in group.attrs:
-            return None
-        names = []
-        for lname in group.attrs["layer_names"]:
-            lname = lname.decode("utf8") if isinstance(lname, bytes) else str(lname)
-            if len(group[lname].attrs.get("weight_names", [])):
-                names.append(lname)
-        return names
-
-
-def v3_h5_renames(path):
-    """The ``WeightMap.h5`` rename dict for one InceptionV3 file.
+def v3_h5_renames(names):
+    """The ``WeightMap.h5`` renames for one InceptionV3 file's weighted layers.
 
     keras.applications' files carry automatic names in its layer order; they
     pair, position by position, with :data:`INCEPTION_V3_FILE_ORDER` (188
     conv/BN layers, plus ``predictions`` in a file with top). Files that
     already use this model's names need no renaming.
 
+    Args:
+        names: the file's weighted layer names, in file order.
+
     Raises:
-        CheckpointError: a legacy file whose weighted-layer count fits neither.
+        CheckpointError: automatic names whose count fits neither file.
     """
-    names = _keras_legacy_weighted_names(str(path))
-    if not names or set(names) <= set(INCEPTION_V3_FILE_ORDER) | {"score"}:
+    if not names or set(names) <= set(INCEPTION_V3_FILE_ORDER) | {"score"} \
+            or not any(n.startswith(("conv2d", "batch_normalization")) for n in names):
         return {}
     n = len(INCEPTION_V3_FILE_ORDER)
     if len(names) not in (n, n - 1):
         raise CheckpointError(
-            f"{path}: {len(names)} weighted layers; keras.applications' InceptionV3 "
+            f"{len(names)} weighted layers; keras.applications' InceptionV3 "
             f"files have {n - 1} (no top) or {n} (with top)")
     return dict(zip(names, INCEPTION_V3_FILE_ORDER))
 
@@ -612,59 +577,25 @@ Mixed_7c_branch_pool_bn predictions
 """.split())
 
 
-def _doc(builder, summary, extra=""):
-    builder.__doc__ = f"""{summary}
+GoogLeNet = register_model(
+    "googlenet", family="inception", builder_name="GoogLeNet", module=__name__,
+    spec=googlenet_spec,
+    summary="GoogLeNet: torchvision's BN variant by default, the paper's with batch_norm=False.",
+    options=(
+        Option("batch_norm", True, "True (torchvision, published weights) or False (the paper: "
+               "biases, 5x5 kernels, LRN)."),
+        Option("aux_logits", False, "classify mode only: three outputs ``[logits, aux2, aux1]`` "
+               "(torchvision's order), the auxiliary heads on 4d and 4a."),
+        Option("transform_input", None, "torchvision's re-mapping of ImageNet-normalised input to "
+               "``(x - 0.5) / 0.5`` per channel; None follows the manifest's preprocessing for a "
+               "tag (True for ``\"imagenet\"``), else False."),
+        Option("dropout", None, "rate before ``fc`` (default 0.2, paper 0.4)."),
+    ),
+    info_hook=_savings_hook([(b, GOOGLENET_REDUCTIONS) for b in GOOGLENET_BLOCKS]))
 
-    Args:
-        weights: None, ``"imagenet"`` or a file path (PyTorch ``.pth``,
-            keras.applications ``.h5``, Keras ``.weights.h5``), detected by content.
-        mode: ``"classify"``, ``"heatmap"`` (the classifier as a 1x1 conv on
-            the last map), ``"dense"`` (FCN-style logits at the input's size)
-            or ``"features"`` (the pyramid ``P2`` ... ``P5``).
-        **kwargs: ``output_stride`` (32 only), ``head``, ``aux_head``,
-            ``in_channels``, ``include_preprocessing``, ``preprocessing``
-            (see :func:`zoo.assembler.assemble`).
-        input_shape: classify defaults to the training crop; the other modes
-            to (None, None, 3).
-        classes: number of output classes.
-        classifier_activation: ``"softmax"`` by default for classify and
-            heatmap; None gives logits. Dense mode always returns logits.
-        name: model name.{extra}
-
-    Returns:
-        A ``keras.Model``.
-    """
-    return builder
-
-
-def GoogLeNet(weights=None, mode="classify", input_shape=None, classes=1000,
-              classifier_activation=DEFAULT, name=None, batch_norm=True, aux_logits=False,
-              transform_input=None, dropout=None, **kwargs):
-    return _googlenet(weights, mode, input_shape, classes, classifier_activation, name,
-                      batch_norm, aux_logits, transform_input, dropout, **kwargs)
-
-
-def InceptionV3(weights=None, mode="classify", input_shape=None, classes=1000,
-                classifier_activation=DEFAULT, name=None, **kwargs):
-    return _inception_v3(weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-_doc(GoogLeNet, "GoogLeNet: torchvision's BN variant by default, the paper's with batch_norm=False.", """
-        batch_norm: True (torchvision, published weights) or False (the
-            paper: biases, 5x5 kernels, LRN).
-        aux_logits: classify mode only: three outputs ``[logits, aux2, aux1]``
-            (torchvision's order), the auxiliary heads on 4d and 4a.
-        transform_input: torchvision's re-mapping of ImageNet-normalised
-            input to ``(x - 0.5) / 0.5`` per channel; None follows the
-            manifest's preprocessing for a tag (True for ``"imagenet"``),
-            else False.
-        dropout: rate before ``fc`` (default 0.2, paper 0.4).""")
-_doc(InceptionV3, "Inception v3, keras.applications' network with explicit layer names.")
-
-register_backbone("googlenet", lambda: googlenet_spec()[0])
-register_backbone("inception_v3", lambda: INCEPTION_V3_SPEC)
-register_model("googlenet", GoogLeNet, "inception", output_stride=32,
-               info_hook=_savings_hook([(b, GOOGLENET_REDUCTIONS) for b in GOOGLENET_BLOCKS]))
-register_model("inception_v3", InceptionV3, "inception", output_stride=32,
-               info_hook=_savings_hook([(prefix, INCEPTION_V3_REDUCTIONS[kind])
-                                        for _, prefix, kind, _ in INCEPTION_V3_BLOCKS]))
+InceptionV3 = register_model(
+    "inception_v3", family="inception", builder_name="InceptionV3", module=__name__,
+    spec=inception_v3_spec,
+    summary="Inception v3, keras.applications' network with explicit layer names.",
+    info_hook=_savings_hook([(prefix, INCEPTION_V3_REDUCTIONS[kind])
+                             for _, prefix, kind, _ in INCEPTION_V3_BLOCKS]))

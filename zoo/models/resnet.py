@@ -25,20 +25,15 @@ DRN (DRN-A is this backbone in the torchvision layout with another dilation
 plan).
 """
 
-import os
-import re
+import functools
 
 from keras import layers
 
-from zoo.assembler import Backbone, Classifier, Stages, assemble, register_backbone
-from zoo.registry import DEFAULT, check_choice
-from zoo.weights.convert import WeightMap, default_torch_name
-from zoo.weights.readers.errors import CheckpointError
+from zoo.assembler import Backbone, Classifier, Stages
 from zoo.layers import conv2d
 from zoo.models.residual import LAYOUTS, relu, residual_stage
-from zoo.registry import register_model
-from zoo.weights import (is_weights_path, load_weights, manifest_entry, read_checkpoint,
-                         resolve_file)
+from zoo.registry import Option, check_choice, register_model
+from zoo.weights.convert import WeightMap, default_torch_name
 
 # Block type and blocks per stage (conv2_x ... conv5_x / layer1 ... layer4).
 RESNET_CONFIGS = {
@@ -123,37 +118,15 @@ def resnet_backbone(x, block, depths, layout, plan):
     return Stages(tuple(stages))
 
 
-# ----------------------------------------------------------------- weights
+# ----------------------------------------------------------------- builder
 
-
-def checkpoint_layout(path):
-    """Which layout a checkpoint's names belong to.
-
-    Returns:
-        ``"keras"``, ``"torchvision"`` or None when neither is recognised.
-    """
-    _, contents = read_checkpoint(path)
-    for name in contents:
-        for layout in LAYOUTS.values():
-            if re.search(layout.marker, name):
-                return layout.name
-    return None
-
-
-def _file_key(model_name, weights, layout, headless):
-    """Manifest file key for a tag, refusing tags not published in ``layout``."""
-    key = "torch" if layout.name == "torchvision" else ("keras_notop" if headless else "keras_top")
-    if weights is None or is_weights_path(weights, model_name):
-        return key
-    files = manifest_entry(model_name, weights).get("files", {})
-    if key not in files:
-        have = sorted({"torchvision" if k == "torch" else "keras" for k in files})
-        raise ValueError(
-            f"weights {weights!r} of {model_name} are published in the {', '.join(have)} "
-            f"layout only; build the model with "
-            f"{' or '.join(LAYOUT_HINT[h] for h in have)} (it was built with {layout.name})"
-        )
-    return key
+# A file's layout, recognised by its names, when a load fails (the loader
+# then names the builder option that fits the file).
+LAYOUT_FILE_HINTS = {
+    "keras": (LAYOUTS["keras"].marker,
+              "stride_in_1x1=True (only ResNet-50/101/152 have the keras layout)"),
+    "torchvision": (LAYOUTS["torchvision"].marker, "stride_in_1x1=False"),
+}
 
 
 def _torch_name(path):
@@ -163,123 +136,38 @@ def _torch_name(path):
     return default_torch_name(path)
 
 
-def _load(model, weights, model_name, layout, mode, weight_map):
-    headless = mode in ("dense", "features")
-    file_key = _file_key(model_name, weights, layout, headless)
-    try:
-        return load_weights(model, weights, model_name, weight_map, file_key=file_key)
-    except CheckpointError as err:
-        if is_weights_path(weights, model_name):
-            path = os.fspath(weights)
-        else:
-            path = resolve_file(model_name, weights, file_key)
-        found = checkpoint_layout(path)
-        if found is None or found == layout.name:
-            raise
-        raise CheckpointError(
-            f"{path} holds a {found}-layout {('ResNet' if found == 'keras' else 'torchvision ResNet')} "
-            f"checkpoint, but this {model_name} was built in the {layout.name} layout; "
-            f"build it with {LAYOUT_HINT[found]}"
-            + (" (only ResNet-50/101/152 have the keras layout)" if found == "keras" else "")
-            + f". No weights were changed. ({err})"
-        ) from None
+def resnet_spec(config, stride_in_1x1=None, name=None, head=None):
+    """The :class:`zoo.assembler.Backbone` of one ResNet in one layout.
 
-
-# ----------------------------------------------------------------- builder
-
-
-def resnet_spec(config, stride_in_1x1=False, model_name=None):
-    """The :class:`zoo.assembler.Backbone` of one ResNet in one layout."""
+    Args:
+        config: a ``RESNET_CONFIGS`` key.
+        stride_in_1x1: True builds keras.applications' layout, False
+            torchvision's; None takes True for bottleneck configs.
+        name: the registry name (``"deeplabv3_resnet50"``); default ``config``.
+        head: a model defined by its dense head (torchvision's
+            ``deeplabv3_*``): dense and features modes only, 21 classes.
+    """
     kind, depths = RESNET_CONFIGS[config]
+    if stride_in_1x1 is None:
+        stride_in_1x1 = kind == "bottleneck"
     if stride_in_1x1 and kind == "basic":
         raise ValueError(f"{config} exists in the torchvision layout only; stride_in_1x1 must be False")
     layout = LAYOUTS["keras" if stride_in_1x1 else "torchvision"]
-    model_name = model_name or config
+    extra = {"modes": ("dense", "features"), "default_head": head, "classes": 21} if head else {}
     return Backbone(
-        name=config,
+        name=name or config,
         build=lambda x, output_stride: resnet_backbone(
             x, kind, depths, layout, stage_plan(output_stride)),
         classifier=Classifier("pool_fc", (layout.classifier,), pool=layout.pool, window=POOL_WINDOW),
         output_strides=OUTPUT_STRIDES,
         default_output_stride={"dense": 8},
-        default_head="fcn",
+        default_head=extra.pop("default_head", "fcn"),
         min_input={"features": 1},
-        weight_map=WeightMap(torch=_torch_name),
-        load=lambda model, weights, weight_map, mode: _load(
-            model, weights, model_name, layout, mode, weight_map),
-        file_key=lambda mode: "torch" if layout.name == "torchvision" else (
-            "keras_notop" if mode in ("dense", "features") else "keras_top"),
+        weight_map=WeightMap(torch=_torch_name, layout=layout.name, layouts=LAYOUT_FILE_HINTS),
+        layout=layout.name,
+        layout_hints=LAYOUT_HINT,
+        **extra,
     )
-
-
-def _resnet(config, weights, mode, input_shape, classes, classifier_activation, name,
-            stride_in_1x1=False, model_name=None, **kwargs):
-    return assemble(resnet_spec(config, stride_in_1x1, model_name), weights=weights, mode=mode,
-                    input_shape=input_shape, classes=classes,
-                    classifier_activation=classifier_activation, name=name,
-                    model_name=model_name, **kwargs)
-
-
-_DOC = """{summary}
-
-    Args:
-        weights: None, a published tag (``"imagenet"``; ``"imagenet_v2"`` and,
-            in dense mode, ``"coco_voc"`` where published) or a file path
-            (keras.applications ``.h5``, Keras ``.weights.h5``/``.keras``,
-            torchvision ``.pth``), detected by content. Tags pick the file of
-            the model's layout.
-        mode: ``"classify"``, ``"heatmap"``, ``"dense"`` (torchvision FCN
-            head by default, logits at input size; ``head=`` picks another
-            from ``zoo.heads.list_heads()``) or ``"features"`` (the pyramid
-            ``P1`` ... ``P5``; dilated stages share their stride's key).
-        input_shape: defaults to (224, 224, 3) for classify, else (None, None, 3).
-        classes: number of output classes.
-        classifier_activation: ``"softmax"`` by default for classify and
-            heatmap; None gives logits. Dense and features have none.
-        name: model name.{extra}
-        output_stride: 8, 16 or 32; later stages use dilation instead of
-            stride. Defaults to 8 in dense mode, else 32.
-        aux_head: dense mode with the fcn/deeplabv3 head: also build
-            torchvision's auxiliary FCN head on layer3 (c4); the model then
-            returns ``{{"out": ..., "aux": ...}}``.
-        head, in_channels, include_preprocessing, preprocessing: see
-            :func:`zoo.assembler.assemble`.
-
-    Returns:
-        A ``keras.Model``.
-    """
-_STRIDE_ARG = """
-        stride_in_1x1: True (default) builds keras.applications' layout
-            (stride in the first 1x1 conv; its ``.h5`` files load); False
-            builds torchvision's v1.5 layout (its ``.pth`` files load)."""
-
-
-def ResNet18(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _resnet("resnet18", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def ResNet34(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, **kwargs):
-    return _resnet("resnet34", weights, mode, input_shape, classes, classifier_activation, name, **kwargs)
-
-
-def ResNet50(weights=None, mode="classify", input_shape=None, classes=1000,
-             classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
-    return _resnet("resnet50", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, **kwargs)
-
-
-def ResNet101(weights=None, mode="classify", input_shape=None, classes=1000,
-              classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
-    return _resnet("resnet101", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, **kwargs)
-
-
-def ResNet152(weights=None, mode="classify", input_shape=None, classes=1000,
-              classifier_activation=DEFAULT, name=None, stride_in_1x1=True, **kwargs):
-    return _resnet("resnet152", weights, mode, input_shape, classes, classifier_activation, name,
-                   stride_in_1x1, **kwargs)
 
 
 def _stage_flops(model, input_size, per_layer):
@@ -302,53 +190,28 @@ def _stage_flops(model, input_size, per_layer):
     return {"stage_flops": out, "dilations": dilations, "output_stride": 32 // max(dilations)}
 
 
-for _name, _builder in (("resnet18", ResNet18), ("resnet34", ResNet34), ("resnet50", ResNet50),
-                        ("resnet101", ResNet101), ("resnet152", ResNet152)):
-    _kind, _depths = RESNET_CONFIGS[_name]
-    _builder.__doc__ = _DOC.format(
-        summary=f"ResNet-{_name[6:]} ({_kind} blocks {_depths}), fully convolutional, "
-                f"with output_stride and FCN head.",
-        extra=_STRIDE_ARG if _kind == "bottleneck" else "",
-    )
-    register_backbone(_name, lambda n=_name: resnet_spec(n, RESNET_CONFIGS[n][0] == "bottleneck"))
-    register_model(_name, _builder, "resnet", output_stride=32, info_mode="classify",
-                   info_hook=_stage_flops)
 
+STRIDE_OPTION = Option(
+    "stride_in_1x1", True,
+    "True (default) builds keras.applications' layout (stride in the first 1x1 conv; its "
+    "``.h5`` files load); False builds torchvision's v1.5 layout (its ``.pth`` files load).")
 
-def _deeplabv3(config):
-    def builder(weights=None, mode="dense", input_shape=None, classes=21,
-                classifier_activation=None, name=None, **kwargs):
-        kwargs.setdefault("head", "deeplabv3")
-        return _resnet(config, weights, mode, input_shape, classes, classifier_activation,
-                       name or f"deeplabv3_{config}", stride_in_1x1=False,
-                       model_name=f"deeplabv3_{config}", **kwargs)
+for _name, (_kind, _depths) in RESNET_CONFIGS.items():
+    _builder = f"ResNet{_name[6:]}"
+    globals()[_builder] = register_model(
+        _name, family="resnet", builder_name=_builder, module=__name__,
+        spec=functools.partial(resnet_spec, _name),
+        summary=f"ResNet-{_name[6:]} ({_kind} blocks {_depths}), fully convolutional, with "
+                f"output_stride (8/16/32 by dilation) and torchvision's FCN head.",
+        options=(STRIDE_OPTION,) if _kind == "bottleneck" else (),
+        info_hook=_stage_flops)
 
-    builder.__name__ = f"DeepLabV3_{config.capitalize()}"
-    builder.__doc__ = f"""torchvision's ``deeplabv3_{config}``: the torchvision-layout {config}
-    at output stride 8 with the ``"deeplabv3"`` head (``aux_head=True`` adds the
-    auxiliary FCN head). Same as ``zoo.create_model("{config}", mode="dense",
-    head="deeplabv3", stride_in_1x1=False, classes=21)``; its ``coco_voc`` tag
-    is torchvision's COCO-with-VOC-labels checkpoint.
-
-    Args:
-        weights: None, ``"coco_voc"`` or a torchvision state_dict path.
-        mode: ``"dense"`` only.
-        input_shape: defaults to (None, None, 3).
-        classes: output classes (21).
-        classifier_activation: None (logits).
-        name: model name.
-        **kwargs: ``aux_head``, ``output_stride``, ``in_channels``,
-            ``include_preprocessing``, ``preprocessing``.
-
-    Returns:
-        A ``keras.Model``.
-    """
-    return builder
-
-
-DeepLabV3_ResNet50 = _deeplabv3("resnet50")
-DeepLabV3_ResNet101 = _deeplabv3("resnet101")
-for _name, _builder in (("deeplabv3_resnet50", DeepLabV3_ResNet50),
-                        ("deeplabv3_resnet101", DeepLabV3_ResNet101)):
-    register_backbone(_name, lambda n=_name: resnet_spec(n[len("deeplabv3_"):], False, n))
-    register_model(_name, _builder, "resnet", output_stride=8, modes=("dense",), info_mode="dense")
+for _config in ("resnet50", "resnet101"):
+    _builder = f"DeepLabV3_ResNet{_config[6:]}"
+    globals()[_builder] = register_model(
+        f"deeplabv3_{_config}", family="resnet", builder_name=_builder, module=__name__,
+        spec=functools.partial(resnet_spec, _config, False, f"deeplabv3_{_config}", "deeplabv3"),
+        summary=f"torchvision's deeplabv3_{_config}: the torchvision-layout {_config} at output "
+                f"stride 8 with the ``deeplabv3`` head (``aux_head=True`` adds the auxiliary "
+                f"FCN head); its ``coco_voc`` tag is torchvision's COCO-with-VOC-labels "
+                f"checkpoint.")

@@ -28,21 +28,9 @@ import keras
 from keras import ops
 
 from zoo import registry
+from zoo.assembler import ZooModel, head_record
 
 IGNORE_LABEL = 255
-
-# Layers the dense head adds on top of the backbone, per family (weighted
-# layers matter; others are listed for clarity). Families not listed here
-# use the difference between their "dense" and "features" models, or, with
-# no features mode, DEFAULT_HEAD_PATTERNS.
-HEAD_PATTERNS = {
-    "vgg": ("score", "upscore"),
-    "fcn": ("fc6", "drop6", "fc7", "drop7", "score*", "upscore*", "fuse_*"),
-    "resnet": ("classifier*", "aux_classifier*", "upsample"),
-    "drn": ("seg", "up", "softmax"),
-}
-DEFAULT_HEAD_PATTERNS = ("score*", "upscore*", "seg*", "up", "classifier*", "aux_*", "head*",
-                         "logits*", "predictions*", "aspp*", "decoder*")
 
 # Default fine-tuning recipe per family: SGD + momentum with the poly
 # schedule, as the upstream segmentation code trains them (FCN's "at-once"
@@ -166,25 +154,27 @@ def freeze_batchnorm(model):
     return n
 
 
-def head_layer_names(model, model_name):
-    """The names of the layers the dense head adds to the backbone.
+def head_layer_names(model, model_name=None):
+    """The weighted layers the built head owns, from the model's head record.
 
     Args:
-        model: the dense model.
-        model_name: its registry name (the family picks the rule).
+        model: a model the zoo built (``model.zoo``, which survives ``.keras``
+            saving): in dense mode its head, in classify/heatmap mode its
+            classifier.
+        model_name: unused; kept for callers that pass it.
 
     Returns:
         A set of layer names of ``model``.
+
+    Raises:
+        ValueError: the model has no head record.
     """
-    entry = registry.get_entry(model_name)
-    names = [layer.name for layer in model.layers]
-    patterns = HEAD_PATTERNS.get(entry.family)
-    if patterns is None and "features" in entry.modes:
-        features = entry.builder(mode="features")
-        backbone = {layer.name for layer in features.layers if layer.weights}
-        return {n for n, layer in zip(names, model.layers) if layer.weights and n not in backbone}
-    patterns = patterns or DEFAULT_HEAD_PATTERNS
-    return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    del model_name
+    record = head_record(model)
+    if record is None:
+        raise ValueError(f"model {model.name!r} has no zoo head record (model.zoo); "
+                         "build it with zoo.create_model or a zoo builder")
+    return set(record["head_layers"])
 
 
 def freeze_layers(model, freeze, model_name=None):
@@ -195,7 +185,7 @@ def freeze_layers(model, freeze, model_name=None):
         freeze: None (train all), ``"backbone"`` (train only the dense
             head's layers, :func:`head_layer_names`), or a list of
             shell-style layer-name patterns to freeze.
-        model_name: registry name (needed for ``"backbone"``).
+        model_name: unused (the head comes from the model's record).
 
     Returns:
         The names of the frozen layers that hold weights.
@@ -203,11 +193,9 @@ def freeze_layers(model, freeze, model_name=None):
     if freeze is None:
         return []
     if freeze == "backbone":
-        if model_name is None:
-            raise ValueError("freeze='backbone' needs the model's registry name")
-        head = head_layer_names(model, model_name)
+        head = head_layer_names(model)
         if not any(layer.weights for layer in model.layers if layer.name in head):
-            raise ValueError(f"{model_name}: found no dense-head layers to keep trainable")
+            raise ValueError(f"{model.name}: found no head layers to keep trainable")
         chosen = [layer for layer in model.layers if layer.name not in head]
     elif isinstance(freeze, str):
         raise ValueError(f"unknown freeze {freeze!r}; valid choices: None, 'backbone', or a list of patterns")
@@ -259,7 +247,7 @@ def build_dense(model_name, precision="float32", **builder_kwargs):
         model = registry.create_model(model_name, mode="dense", **builder_kwargs)
         if policy != "float32":
             out = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(model.outputs[0])
-            model = keras.Model(model.inputs, out, name=model.name)
+            model = ZooModel(model.inputs, out, name=model.name, zoo=model.zoo)
     finally:
         keras.config.set_dtype_policy(previous)
     return model

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import urllib.request
 import warnings
@@ -61,16 +62,6 @@ def manifest_entry(model_name, tag):
             f"{', '.join(tags) if tags else '(none published)'}, None, or a file path"
         )
     return load_manifest()[model_name][tag]
-
-
-def classifier_layers(model_name):
-    """Classifier layer names recorded in the manifest for ``model_name``."""
-    names = []
-    for entry in load_manifest().get(model_name, {}).values():
-        for name in entry.get("classifier", []):
-            if name not in names:
-                names.append(name)
-    return names
 
 
 def file_spec(model_name, tag, file_key=None):
@@ -584,11 +575,35 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
     else:
         path = resolve_file(model_name, weights, file_key)
     kind, contents = read_checkpoint(path)
-    if kind == "torch":
-        layers, origin = torch_layers(contents, model, weight_map)
-    else:
-        layers, origin = h5_layers(contents, model, weight_map)
-    plan = plan_assignment(model, layers, origin, path, weight_map,
-                           classifier_layers(model_name) if model_name else ())
+    try:
+        if kind == "torch":
+            layers, origin = torch_layers(contents, model, weight_map)
+        else:
+            layers, origin = h5_layers(contents, model, weight_map)
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from None
+    record = getattr(model, "zoo", None) or {}
+    classifier = record.get("head_layers", ())
+    try:
+        plan = plan_assignment(model, layers, origin, path, weight_map, classifier)
+    except CheckpointError as err:
+        found = file_layout(contents, weight_map)
+        if found is None or found == weight_map.layout:
+            raise
+        raise CheckpointError(
+            f"{path} holds a {found}-layout checkpoint, but this {model_name or model.name} was "
+            f"built in the {weight_map.layout} layout; build it with "
+            f"{weight_map.layouts[found][1]}. No weights were changed. ({err})") from None
     assign(plan)
     return model
+
+
+def file_layout(contents, weight_map):
+    """Which of ``weight_map.layouts`` a checkpoint's names belong to, or None."""
+    for name in contents:
+        for layout, (marker, _) in weight_map.layouts.items():
+            if re.search(marker, name):
+                return layout
+    return None

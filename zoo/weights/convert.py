@@ -42,7 +42,10 @@ class WeightMap:
     Attributes:
         torch: maps a PyTorch module path to a Keras layer name, or to None for
             modules the model deliberately does not have.
-        h5: renames layers of Keras files (file name -> model name).
+        h5: renames layers of Keras files (file name -> model name): a dict,
+            or a callable from the file's weighted layer names, in file
+            order, to such a dict (keras.applications' InceptionV3 files
+            carry automatic names that pair with the model's by position).
         optional: fnmatch patterns of model layers that may be absent from the
             file and keep their initial values (e.g. a new segmentation head).
         ignore: fnmatch patterns of file layers (after renaming) that the model
@@ -51,13 +54,19 @@ class WeightMap:
         torch_flatten: ``{keras Dense layer: (h, w, c)}`` for PyTorch Linear
             layers fed by ``torch.flatten`` of a (c, h, w) map: their input
             rows are reordered from C, H, W to Keras Flatten's H, W, C.
+        layout: the published layout the model was built in, or None.
+        layouts: ``{layout: (name regex, builder option)}``: when a file does
+            not fit, the loader recognises another layout's names in what it
+            already read and names the option that builds it.
     """
 
     torch: Callable[[str], Optional[str]] = default_torch_name
-    h5: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    h5: object = dataclasses.field(default_factory=dict)
     optional: Tuple[str, ...] = ()
     ignore: Tuple[str, ...] = ()
     torch_flatten: Mapping[str, Tuple[int, int, int]] = dataclasses.field(default_factory=dict)
+    layout: Optional[str] = None
+    layouts: Mapping[str, Tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def torch_to_keras_kernel(array, target_shape, layer):
@@ -238,8 +247,9 @@ def h5_layers(layers, model, weight_map):
     """
     by_name = {layer.name: layer for layer in model.layers}
     out, origin = collections.OrderedDict(), {}
+    renames = weight_map.h5(list(layers)) if callable(weight_map.h5) else weight_map.h5
     for file_name, arrays in layers.items():
-        name = weight_map.h5.get(file_name, file_name)
+        name = renames.get(file_name, file_name)
         layer = by_name.get(name)
         if isinstance(layer, keras.layers.Conv2D) and layer.weights:
             kernel_shape = tuple(layer.weights[0].shape)

@@ -195,13 +195,3 @@ def read_h5(path):
     except Exception as e:  # h5py/HDF5 and zip errors from a corrupt file
         raise CheckpointError(f"{path}: cannot read Keras weights ({type(e).__name__}: {e})") from e
     return collections.OrderedDict((k, v) for k, v in layers.items() if v)
-
-
-def describe_layout(path):
-    """Returns ``"keras3"``, ``"legacy"`` or ``"keras_archive"`` for a Keras file."""
-    if is_keras_archive(path):
-        return "keras_archive"
-    with h5py.File(path, "r") as f:
-        if "layer_names" in f.attrs or "model_weights" in f:
-            return "legacy"
-        return "keras3"
