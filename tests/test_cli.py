@@ -1,4 +1,5 @@
-"""The command line, in-process (``zoo.cli.main``) and as ``python -m zoo``."""
+"""The command line, in-process (``zoo.cli.main``) and as ``python -m zoo``
+(the console script's fast path: tests/test_cli_fast.py)."""
 
 import os
 import subprocess
@@ -12,12 +13,20 @@ from zoo.cli import main
 
 def test_list_and_info(capsys):
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for name in ("vgg16", "fcn8s"):
-        assert name in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "FAMILY", "MODES", "WEIGHTS"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["vgg16"][1:3] == ["vgg", "classify,heatmap,dense,features"] and rows["fcn8s"][2] == "dense"
     assert main(["info", "vgg16", "--size", "384", "384"]) == 0
     out = capsys.readouterr().out
     assert "138,357,544" in out and "384x384" in out and "output stride  32" in out
+    # VGG's Flatten needs the training crop: counted as its heatmap form; MACs, not FLOPs
+    assert "counted in     heatmap mode at 384x384" in out and "MACs" in out and "flops" not in out.lower()
+
+
+def test_list_pattern_without_a_match_is_a_clean_error(capsys):
+    assert main(["list", "nothing_*"]) == 2
+    assert "nothing_*" in capsys.readouterr().err
 
 
 def test_unknown_model_is_a_clean_error(capsys):
@@ -81,7 +90,8 @@ def test_python_dash_m_runs():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     r = subprocess.run([sys.executable, "-m", "zoo", "list", "vgg*"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[0] == "vgg16" and "vgg19" in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[0] == "NAME" and [line.split()[0] for line in lines[1:]] == ["vgg16", "vgg19"]
 
 
 def test_demo_heatmap_reports_and_writes_png(tmp_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo.cli.apps import legend, read_rgb, text_mask, write_palette_png
+from zoo.cli.render import legend, read_rgb, text_mask, write_palette_png
 from zoo.cli import main
 from zoo.labels import load_labels, palette
 from zoo.preprocessing import preprocess, preprocessing_for

@@ -43,7 +43,8 @@ def _run(capsys, *argv):
 def test_list_shows_every_tag_file_and_missing(world, capsys):
     rc, out, _ = _run(capsys, "list")
     assert rc == 0
-    lines = out.strip().splitlines()
+    header, *lines = out.strip().splitlines()
+    assert header.split() == ["MODEL", "TAG", "KEY", "FILE", "LOCAL"]
     assert len(lines) == 3
     assert any(l.split()[:4] == ["resnet50", "imagenet", "torch", "a.pth"] and l.endswith("missing") for l in lines)
     assert any(l.split()[:4] == ["drn_d_22", "cityscapes", "-", "c.pth"] for l in lines)
@@ -115,7 +116,7 @@ def test_list_on_the_real_manifest_finds_a_local_timm_file(tmp_path, monkeypatch
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     rc, out, _ = _run(capsys, "list", "resnet50")
     assert rc == 0
-    rows = {tuple(l.split()[:3]): l for l in out.splitlines()}
+    rows = {tuple(l.split()[:3]): l for l in out.splitlines()[1:]}
     assert rows[("resnet50", "a1_in1k", "torch")].endswith(str(tmp_path / spec["file"]))
     assert rows[("resnet50", "imagenet", "keras_top")].endswith("missing")
     assert all(r[0] == "resnet50" for r in rows)

@@ -3,14 +3,29 @@
     zoo weights list [NAME]         every tag, its file(s), local copy or missing
     zoo weights fetch NAME TAG      download (progress bar), hash-checked
     zoo weights verify [NAME]       hash every local file, with a summary
+
+``zoo weights list`` reads plain files only (:mod:`zoo.cli.manifest`), so it
+answers without importing Keras; fetch and verify use :mod:`zoo.weights`.
 """
 
 import fnmatch
 
-from zoo import weights as zw
+from zoo.cli.common import format_table, load_package
 
 
-def _models(pattern):
+def _zw(light=False):
+    """``zoo.weights``; with ``light``, its Keras-free mirror unless it is already imported."""
+    if light:
+        from zoo.cli.manifest import weights_module
+
+        return weights_module()
+    load_package()
+    from zoo import weights
+
+    return weights
+
+
+def _models(zw, pattern):
     """Manifest model names matching ``pattern`` (a name or an fnmatch pattern)."""
     names = sorted(zw.load_manifest())
     if pattern is None:
@@ -23,7 +38,7 @@ def _models(pattern):
     return chosen
 
 
-def _file_records(model_name, tag):
+def _file_records(zw, model_name, tag):
     """``[(file_key or None, record)]`` of one tag."""
     entry = zw.manifest_entry(model_name, tag)
     if "files" in entry:
@@ -31,16 +46,18 @@ def _file_records(model_name, tag):
     return [(None, entry)]
 
 
-def _records(pattern):
-    for model_name in _models(pattern):
+def _records(zw, pattern):
+    for model_name in _models(zw, pattern):
         for tag in zw.available_tags(model_name):
-            for key, spec in _file_records(model_name, tag):
+            for key, spec in _file_records(zw, model_name, tag):
                 yield model_name, tag, key, spec
 
 
 def cmd_list(args):
-    """Prints one line per published file: model, tag, variant, file, where."""
-    for model_name, tag, key, spec in _records(args.name):
+    """Prints a table: model, tag, file key, file, where it is found locally (or missing)."""
+    zw = _zw(light=True)
+    rows = []
+    for model_name, tag, key, spec in _records(zw, args.name):
         local = zw.local_copy(spec)
         if local is None:
             where = "missing"
@@ -48,12 +65,14 @@ def cmd_list(args):
             where = f"{local} (verified)"
         else:
             where = local
-        print(f"{model_name:12s} {tag:12s} {key or '-':12s} {spec['file']:48s} {where}")
+        rows.append((model_name, tag, key or "-", spec["file"], where))
+    print(format_table(["MODEL", "TAG", "KEY", "FILE", "LOCAL"], rows))
 
 
 def cmd_fetch(args):
     """Downloads every file of a tag (or ``--file KEY``) unless a good copy is local."""
-    records = _file_records(args.name, args.tag)
+    zw = _zw()
+    records = _file_records(zw, args.name, args.tag)
     if args.file is not None:
         keys = [k for k, _ in records]
         if args.file not in keys:
@@ -73,9 +92,10 @@ def cmd_verify(args):
     Raises:
         ValueError: some file does not match (after every file was checked).
     """
+    zw = _zw()
     ok, bad, unverified, missing = 0, [], 0, 0
     digests = {}
-    for model_name, tag, key, spec in _records(args.name):
+    for model_name, tag, key, spec in _records(zw, args.name):
         local = zw.local_copy(spec)
         label = f"{model_name} {tag} {key or '-'}"
         if local is None:
@@ -108,7 +128,7 @@ def cmd_verify(args):
         )
 
 
-def add_parser(subparsers):
+def add_parsers(subparsers):
     """Adds ``weights list|fetch|verify`` to the ``zoo`` command's subparsers.
 
     Args:
@@ -130,4 +150,3 @@ def add_parser(subparsers):
     s = sub.add_parser("verify", help="hash every local weights file against the manifest")
     s.add_argument("name", nargs="?", default=None, help="model name or pattern (default: all)")
     s.set_defaults(func=cmd_verify)
-    return p

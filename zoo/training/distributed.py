@@ -1,14 +1,16 @@
 """Data-parallel segmentation training with ``tf.distribute``.
 
-One script for one machine and for a cluster:
+One command for one machine and for a cluster (``zoo distributed``, or
+``python -m zoo.training.distributed`` with the same options; they are in
+:mod:`zoo.cli.train`):
 
     # one machine, all local devices (GPUs, or N logical CPU devices)
-    python -m zoo.training.distributed --strategy mirrored --model drn_d_22 --out runs/x
+    zoo distributed --strategy mirrored --model drn_d_22 --out runs/x
 
     # every worker of a cluster runs the same command; TF_CONFIG says who is who
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' \\
-    python -m zoo.training.distributed --strategy multiworker --model drn_d_22 --out runs/x
+    zoo distributed --strategy multiworker --model drn_d_22 --out runs/x
 
 ``--batch-size`` is the global batch (split over all replicas). Each worker
 writes ``worker<index>.weights.h5`` and ``worker<index>.json`` (losses,
@@ -16,9 +18,9 @@ replica count) in ``--out``; after synchronous training the workers' weights
 are identical.
 """
 
-import argparse
 import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -91,25 +93,18 @@ def fit(model, ds, strategy, epochs, steps_per_epoch=1, verbose=0):
     return type("History", (), {"history": {"loss": losses}})()
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--strategy", default="mirrored", choices=("none", "mirrored", "multiworker"))
-    p.add_argument("--cpu-devices", type=int, default=0)
-    p.add_argument("--model", required=True)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--data", default="zoo_shapes")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--steps", type=int, default=10, help="training steps")
-    p.add_argument("--batch-size", type=int, default=8, help="global batch size")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--optimizer", default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--precision", default="float32")
-    p.add_argument("--augment", action="store_true", help="random scale/crop/flip (default: fixed resize)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+def run(args):
+    """Trains ``args.model`` for ``args.steps`` steps under ``args.strategy``.
 
+    Args:
+        args: the parsed options of ``zoo distributed``
+            (:func:`zoo.cli.train.add_distributed_arguments`); ``model_kwargs``
+            (a dict) goes to the builder.
+
+    Returns:
+        0; writes ``worker<index>.weights.h5`` and ``worker<index>.json`` in
+        ``args.out`` and prints the latter.
+    """
     strategy = make_strategy(args.strategy, args.cpu_devices)
     import keras
     import tensorflow as tf
@@ -127,7 +122,8 @@ def main(argv=None):
         ds = ds.with_options(opts)
     model = train.prepare(args.model, weights=args.weights, classes=source.num_classes,
                           freeze_bn=True, precision=args.precision, total_steps=args.steps,
-                          optimizer=args.optimizer, learning_rate=args.lr, strategy=strategy)
+                          optimizer=args.optimizer, learning_rate=args.lr, strategy=strategy,
+                          **(getattr(args, "model_kwargs", None) or {}))
     history = fit(model, ds, strategy, epochs=args.steps, steps_per_epoch=1, verbose=0)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
     index = task.get("index", 0)
@@ -142,6 +138,13 @@ def main(argv=None):
         json.dump(result, f)
     print(json.dumps(result))
     return 0
+
+
+def main(argv=None):
+    """``python -m zoo.training.distributed ...``: ``zoo distributed ...``."""
+    from zoo.cli import main as cli_main
+
+    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@
 
 ``--out`` receives ``checkpoint.keras`` (model + optimizer),
 ``checkpoint.weights.h5``, ``state.json``, ``log.csv`` and ``overlay.png``
-(image / ground truth / prediction). Running the same command again resumes
-after the last completed epoch.
+(image / ground truth / prediction); ``state.json`` also records the run's
+options (model, weights, data, size, classes, ``--model-kwargs``). Running the
+same command again resumes after the last completed epoch. The command-line
+options are in :mod:`zoo.cli.train`.
 """
 
-import argparse
 import json
 import math
 import os
@@ -29,56 +30,14 @@ DEMO_MODELS = ("drn_d_22", "drn_c_26", "resnet18", "fcn32s")
 
 
 # ------------------------------------------------------------- arguments
-
-
-def add_arguments(p):
-    """The training options shared by ``finetune`` and ``demo``."""
-    p.add_argument("--model", help="registry name of a model with a dense mode")
-    p.add_argument("--weights", default=None,
-                   help="published tag (e.g. imagenet) or a weights file; default: random init")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--size", type=int, default=None, help="square training crop side")
-    p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
-                   help="random rescaling of training images before the crop (default 0.5 2.0)")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="default: one pass over the training split")
-    p.add_argument("--lr", type=float, default=None, help="override the family recipe's learning rate")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
-                   help="override the family recipe's optimizer")
-    p.add_argument("--precision", default="float32",
-                   help="float32, mixed (float16 on GPU, bfloat16 on CPU), mixed_float16, mixed_bfloat16")
-    p.add_argument("--freeze", choices=("none", "backbone"), default="none")
-    p.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false", default=None,
-                   help="update BatchNorm statistics (default: frozen when fine-tuning weights)")
-    p.add_argument("--data-dir", default=None, help="TFDS data folder")
-    p.add_argument("--manual-dir", default=None, help="TFDS manual-download folder (cityscapes)")
-    p.add_argument("--download", action="store_true", help="let TFDS download a real dataset")
-    p.add_argument("--no-resume", dest="resume", action="store_false", help="start over in --out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bar)")
-
-
-def add_parser(subparsers):
-    """Adds ``finetune`` to a ``zoo`` CLI's subparsers and sets its ``func``."""
-    p = subparsers.add_parser(
-        "finetune", help="fine-tune a dense model for segmentation",
-        description="Fine-tune a dense model on a TFDS dataset, a folder of PNG pairs or zoo_shapes.",
-    )
-    p.add_argument("--data", default="zoo_shapes",
-                   help="zoo_shapes, folder:PATH, oxford_iiit_pet, cityscapes or scene_parse150")
-    p.add_argument("--out", required=True, help="output folder (checkpoints, CSV log, overlay PNG)")
-    add_arguments(p)
-    p.set_defaults(func=finetune_main, model=None)
-    return p
+# The options of ``zoo finetune`` and ``zoo demo`` are in zoo/cli/train.py.
 
 
 def add_demo_arguments(parser):
-    """Options of ``zoo demo`` (the offline zoo_shapes fine-tuning run)."""
-    parser.add_argument("--out", default="zoo_demo", help="output folder (default ./zoo_demo)")
-    add_arguments(parser)
-    parser.set_defaults(data="zoo_shapes", resume=False)
-    return parser
+    """Adds ``zoo demo``'s options to ``parser`` (see :mod:`zoo.cli.train`)."""
+    from zoo.cli.train import add_demo_arguments as add
+
+    return add(parser)
 
 
 # --------------------------------------------------------------- helpers
@@ -368,8 +327,11 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     state_path = os.path.join(args.out, STATE)
     initial_epoch = 0
     freeze_bn = args.freeze_bn if args.freeze_bn is not None else args.weights is not None
+    builder_kwargs = dict(getattr(args, "model_kwargs", None) or {})  # zoo finetune --model-kwargs
+    model_kwargs = json.loads(json.dumps(builder_kwargs, default=repr))  # as state.json records them
     meta = {"model": args.model, "weights": args.weights, "data": args.data, "size": size,
-            "classes": num_classes, "class_names": list(source.class_names)}
+            "classes": num_classes, "class_names": list(source.class_names),
+            "model_kwargs": model_kwargs}
     scope = strategy.scope() if strategy is not None else train._null_scope()
     _remove_stale_temporaries(args.out)
     t_build = time.time()
@@ -379,6 +341,9 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
         if state.get("model") != args.model or state.get("classes") != num_classes:
             raise ValueError(f"{args.out} holds a run of {state.get('model')} with "
                              f"{state.get('classes')} classes; use another --out or --no-resume")
+        if state.get("model_kwargs", {}) != model_kwargs:
+            raise ValueError(f"{args.out} holds a run with --model-kwargs {state.get('model_kwargs', {})}, "
+                             f"not {model_kwargs}; use another --out or --no-resume")
         with scope:
             model = keras.models.load_model(ckpt)
         train.set_schedule_steps(model, total_steps)
@@ -393,7 +358,7 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
             args.model, weights=args.weights, classes=num_classes, freeze_bn=freeze_bn,
             freeze=None if args.freeze == "none" else args.freeze, precision=args.precision,
             total_steps=total_steps, optimizer=args.optimizer, learning_rate=args.lr,
-            strategy=strategy,
+            strategy=strategy, **builder_kwargs,
         )
     timings = {"build": time.time() - t_build, "evaluate": 0.0}
     result = {"model": model, "class_names": source.class_names, "initial_epoch": initial_epoch,
@@ -496,15 +461,10 @@ def demo(args):
 
 
 def main(argv=None):
-    """``python -m zoo.training.finetune ...`` without the ``zoo`` CLI."""
-    parser = argparse.ArgumentParser(prog="zoo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    add_demo_arguments(sub.add_parser("demo", help="offline fine-tuning demo on zoo_shapes"))
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args)
-    return args.func(args)
+    """``python -m zoo.training.finetune finetune|demo ...``: the ``zoo`` command line."""
+    from zoo.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
