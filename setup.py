@@ -33,5 +33,8 @@ setup(
         "test": ["pytest", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
                  "tf2onnx>=1.17", "onnx"],
     },
-    entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
+    # The console script's module is top-level so that it can defer
+    # zoo/__init__.py (and Keras) for the commands that need neither; see it.
+    py_modules=["zoo_launcher"],
+    entry_points={"console_scripts": ["zoo=zoo_launcher:main"]},
 )
