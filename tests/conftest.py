@@ -14,6 +14,12 @@ def pytest_configure(config):
 
 import pytest  # noqa: E402
 
+from tests.tiny_models import register_tiny_models  # noqa: E402
+
+# Test-only tiny configs (``test_*``) join the registry before collection, so
+# the registry-wide tables parametrise over them.
+register_tiny_models()
+
 
 @pytest.fixture(scope="session")
 def vgg16_reference(tmp_path_factory):
@@ -25,7 +31,7 @@ def vgg16_reference(tmp_path_factory):
     """
     import keras
 
-    from tests.helpers import randomize, save_legacy_h5
+    from tests.support.helpers import randomize, save_legacy_h5
 
     folder = tmp_path_factory.mktemp("vgg16")
     ref = randomize(keras.applications.VGG16(weights=None, classifier_activation=None), seed=1)
@@ -36,3 +42,14 @@ def vgg16_reference(tmp_path_factory):
             layer.set_weights(ref.get_layer(layer.name).get_weights())
     notop = save_legacy_h5(base, str(folder / "vgg16_notop.h5"))
     return ref, top, notop
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory):
+    """A TFDS data folder with the synthetic ``zoo_shapes`` dataset prepared
+    once per session (test_data, test_train and test_distributed read it)."""
+    from zoo.training import data
+
+    folder = str(tmp_path_factory.mktemp("tfds"))
+    data.load("zoo_shapes", "train", folder)
+    return folder

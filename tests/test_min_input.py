@@ -127,8 +127,13 @@ def test_min_input_table_lists_exactly_each_names_modes():
 
     for name in zoo.list_models():
         assert list(min_input_table(name)) == list(get_entry(name).modes), name
-    # dense-only names built on a backbone that also classifies
-    for name in ("fcn8s", "fcn16s", "fcn32s", "deeplabv3_resnet50", "deeplabv3_resnet101"):
+    # Models defined by their head: the FCNs are dense only; torchvision's
+    # deeplabv3 also gives its backbone's features (no classifier modes).
+    for name in ("fcn8s", "fcn16s", "fcn32s"):
         assert min_input_table(name) == {"dense": 1}, name
+    for name in ("deeplabv3_resnet50", "deeplabv3_resnet101"):
+        assert min_input_table(name) == {"dense": 1, "features": 1}, name
+    with pytest.raises(ValueError, match="unknown mode 'classify'; valid choices: dense, features"):
+        zoo.DeepLabV3_ResNet50(mode="classify")
     assert min_input_table("vgg16") == {"classify": 224, "heatmap": 224, "dense": 32, "features": 32}
     assert min_input_table("resnet50", output_stride=8)["heatmap"] == 56

@@ -1,49 +1,101 @@
-"""One shape table over the whole registry: every model, every mode it has."""
+"""One table over the whole registry: every mode, every head, the head
+record, the ``.keras`` round trip, on the tiny test-only configs
+(tests/tiny_models.py); every published model is built at full depth in the
+slow table."""
 
+import inspect
+
+import keras
 import numpy as np
 import pytest
 
 import zoo
+from tests.tiny_models import TINY_NAMES
+from zoo.assembler import backbone_spec, min_input_table
+from zoo.heads import list_heads
 from zoo.registry import get_entry
 
-# The deepest variants share their code path with a shallower sibling in the
-# default suite; they run in CI's slow step.
-HEAVY = {"vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50",
-         "drn_c_42", "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54",
-         "drn_d_56", "drn_d_105", "drn_d_107", "fcn16s", "fcn32s",
-         "deeplabv3_resnet50", "deeplabv3_resnet101"}
-
-# Input sizes per mode: heatmap needs a full training crop for VGG/ResNet,
-# Inception v3 needs 75 px; odd sizes elsewhere catch alignment bugs.
-SIZES = {"classify": (80, 96), "heatmap": (224, 256), "dense": (77, 101), "features": (80, 112)}
 CLASSES = 7
+# Heads that need particular levels: FCN skips read P5/P4/P3 (output stride
+# 32); DRNSeg's x8 up needs the last level at stride 8.
+HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
 
 
-def _cases():
-    for name in zoo.list_models():
-        for mode in get_entry(name).modes:
-            marks = [pytest.mark.slow] if name in HEAVY else []
-            yield pytest.param(name, mode, id=f"{name}-{mode}", marks=marks)
+def _size(name, mode, odd=(5, 9)):
+    """The mode's minimum legal side (from the table, nothing built), made
+    non-square and odd to catch alignment bugs; classify takes its fixed
+    crop where the classifier needs one."""
+    spec = backbone_spec(name)
+    if mode == "classify" and spec.classifier.kind == "flatten_fc":
+        return (spec.train_crop, spec.train_crop)
+    side = max(min_input_table(name)[mode], 16)
+    return (side + odd[0], side + odd[1])
 
 
-@pytest.mark.parametrize("name,mode", list(_cases()))
-def test_output_shapes(name, mode):
-    model = zoo.create_model(name, mode=mode, classes=CLASSES)
-    static = model.input_shape[1:3]
-    h, w = static if None not in static else SIZES[mode]
-    y = model.predict_on_batch(np.random.default_rng(0).normal(size=(2, h, w, 3)).astype("float32"))
+def _x(size, batch=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, *size, 3)).astype("float32")
+
+
+def _check_output(y, mode, size, batch=2):
     if mode == "classify":
-        assert y.shape == (2, CLASSES)
+        assert y.shape == (batch, CLASSES)
     elif mode == "heatmap":
-        assert y.ndim == 4 and y.shape[0] == 2 and y.shape[-1] == CLASSES
+        assert y.ndim == 4 and y.shape[0] == batch and y.shape[-1] == CLASSES
         assert y.shape[1] >= 1 and y.shape[2] >= 1
     elif mode == "dense":
-        assert y.shape == (2, h, w, CLASSES)
+        assert y.shape == (batch, *size, CLASSES)
         assert np.isfinite(y).all()
     else:
         assert isinstance(y, dict) and y
         for key, value in y.items():
-            assert value.shape[0] == 2 and value.ndim == 4, key
+            assert value.shape[0] == batch and value.ndim == 4, key
+
+
+def _tiny_cases():
+    for name in TINY_NAMES:
+        for mode in get_entry(name).modes:
+            yield pytest.param(name, mode, id=f"{name}-{mode}")
+
+
+@pytest.mark.parametrize("name,mode", list(_tiny_cases()))
+def test_every_mode_shapes_record_and_keras_round_trip(name, mode, tmp_path):
+    model = zoo.create_model(name, mode=mode, classes=CLASSES)
+    size = _size(name, mode)
+    x = _x(size)
+    y = model.predict_on_batch(x)
+    _check_output(y, mode, size)
+    record = model.zoo
+    assert record["model"] == name and record["mode"] == mode
+    assert record["head"] == (backbone_spec(name).default_head if mode == "dense" else None)
+    # The head record is what the backbone's own features model lacks.
+    features = {l.name for l in zoo.create_model(name, mode="features").layers if l.weights}
+    weighted = {l.name for l in model.layers if l.weights}
+    assert set(record["head_layers"]) == weighted - features
+    assert bool(record["head_layers"]) == (mode != "features")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.zoo == record
+    got = loaded.predict_on_batch(x)
+    for key in (y if isinstance(y, dict) else [None]):
+        want_k, got_k = (y[key], got[key]) if key is not None else (y, got)
+        np.testing.assert_allclose(got_k, want_k, rtol=1e-6, atol=1e-6)
+
+
+def _published_cases():
+    for name in zoo.list_models():
+        if name in TINY_NAMES:
+            continue
+        yield pytest.param(name, id=name, marks=[pytest.mark.slow])
+
+
+@pytest.mark.parametrize("name", list(_published_cases()))
+def test_every_published_model_builds_in_every_mode(name):
+    """Full depth, every mode, at the minimum legal input (CI's slow step)."""
+    for mode in get_entry(name).modes:
+        size = _size(name, mode)
+        y = zoo.create_model(name, mode=mode, classes=CLASSES).predict_on_batch(_x(size, batch=1))
+        _check_output(y, mode, size, batch=1)
 
 
 def test_list_models_is_sorted_and_filterable():
@@ -69,39 +121,52 @@ def test_model_info_counts_match_the_built_model():
 
 # ------------------------------------------------------- heads x backbones
 
-# Default suite: light backbones; the rest run under the slow marker.
-LIGHT_BACKBONES = ("resnet18", "drn_d_22", "vgg16")
-TABLE_BACKBONES = ("resnet18", "resnet50", "drn_d_22", "drn_c_26", "drn_a_18", "vgg16", "googlenet",
-                   "inception_v3")
-# The output stride each head needs: FCN skips read P5/P4/P3; DRNSeg's x8 up
-# needs the last level at stride 8; the rest take the family's default.
-HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
-TABLE_SIZES = ((97, 131), (256, 320))
 
-
-def _head_cases():
-    from zoo.assembler import backbone_spec
-    from zoo.heads import list_heads
-
-    for backbone in TABLE_BACKBONES:
+def _head_cases(backbones):
+    for backbone in backbones:
         spec = backbone_spec(backbone)
         for head in list_heads():
             stride = HEAD_OUTPUT_STRIDE.get(head)
             if stride is not None and stride not in spec.output_strides:
                 continue
-            for size in TABLE_SIZES:
-                light = backbone in LIGHT_BACKBONES and (size == TABLE_SIZES[0] or head == "fcn8s")
-                marks = [] if light else [pytest.mark.slow]
-                yield pytest.param(backbone, head, stride, size, marks=marks,
-                                   id=f"{backbone}-{head}-{size[0]}x{size[1]}")
+            yield backbone, head, stride
 
 
-@pytest.mark.parametrize("backbone,head,stride,size", list(_head_cases()))
-def test_every_head_on_every_backbone(backbone, head, stride, size):
+@pytest.mark.parametrize("backbone,head,stride", [
+    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in _head_cases(TINY_NAMES)])
+def test_every_head_on_every_backbone(backbone, head, stride):
     kwargs = {"output_stride": stride} if stride else {}
     model = zoo.create_model(backbone, mode="dense", head=head, classes=CLASSES, **kwargs)
-    y = model(np.random.default_rng(0).normal(size=(1, *size, 3)).astype("float32"))
+    size = (37, 53)
+    y = model(_x(size, batch=1))
     assert tuple(y.shape) == (1, *size, CLASSES)
+    assert model.zoo["head"] == head
+    features = {l.name for l in zoo.create_model(backbone, mode="features", **kwargs).layers
+                if l.weights}
+    assert set(model.zoo["head_layers"]) == {l.name for l in model.layers if l.weights} - features
+
+
+# The published models in the heads table: the Inception families have no
+# tiny config, and these sizes are the non-multiple-of-32 cases.
+PUBLISHED_HEAD_BACKBONES = ("googlenet", "inception_v3")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone,head,stride", [
+    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in _head_cases(
+        ("resnet18", "resnet50", "drn_d_22", "drn_c_26", "drn_a_18", "vgg16")
+        + PUBLISHED_HEAD_BACKBONES)])
+def test_every_head_on_every_published_backbone(backbone, head, stride):
+    kwargs = {"output_stride": stride} if stride else {}
+    model = zoo.create_model(backbone, mode="dense", head=head, classes=CLASSES, **kwargs)
+    for size in ((97, 131), (256, 320)):
+        assert tuple(model(_x(size, batch=1)).shape) == (1, *size, CLASSES)
+
+
+@pytest.mark.parametrize("head", ["bilinear", "fcn", "deeplabv3"])
+def test_heads_on_googlenet(head):
+    model = zoo.GoogLeNet(mode="dense", head=head, classes=CLASSES)
+    assert tuple(model(_x((45, 61), batch=1)).shape) == (1, 45, 61, CLASSES)
 
 
 def test_head_needing_missing_levels_names_the_backbone_strides():
@@ -136,37 +201,32 @@ def test_aux_head_on_fcn_and_deeplab():
         zoo.DRN_D_22(mode="dense", aux_head=True)  # drnseg has no auxiliary output
 
 
-# ------------------------------------------------------- .keras round trip
+# ------------------------------------------------------- generated builders
 
 
-def _keras_cases():
+def test_builders_are_generated_from_the_records():
     for name in zoo.list_models():
-        for mode in get_entry(name).modes:
-            marks = [] if (name, mode) in {("resnet18", "dense"), ("drn_d_22", "features"),
-                                           ("fcn8s", "dense"), ("googlenet", "classify")} \
-                else [pytest.mark.slow]
-            yield pytest.param(name, mode, id=f"{name}-{mode}", marks=marks)
+        record = get_entry(name)
+        builder = record.builder
+        assert builder.__name__ == record.builder_name
+        assert builder.__doc__.startswith(record.summary)
+        params = inspect.signature(builder).parameters
+        assert list(params)[:6] == ["weights", "mode", "input_shape", "classes",
+                                    "classifier_activation", "name"]
+        assert params["mode"].default == record.modes[0]
+        for opt in record.options:
+            assert params[opt.name].default == opt.default and opt.name in builder.__doc__
+        if name not in TINY_NAMES:
+            assert getattr(zoo, record.builder_name) is builder
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stride_in_1x1'"):
+        zoo.ResNet18(stride_in_1x1=True)
 
 
-@pytest.mark.parametrize("name,mode", list(_keras_cases()))
-def test_keras_round_trip(name, mode, tmp_path):
-    import keras
-
-    model = zoo.create_model(name, mode=mode, classes=CLASSES)
-    static = model.input_shape[1:3]
-    h, w = static if None not in static else SIZES[mode]
-    x = np.random.default_rng(0).normal(size=(1, h, w, 3)).astype("float32")
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path, custom_objects=zoo.custom_objects())
-    want, got = model.predict_on_batch(x), loaded.predict_on_batch(x)
-    if isinstance(want, dict):
-        for key in want:
-            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6)
-    else:
-        for a, b in zip(np.atleast_1d(want) if isinstance(want, list) else [want],
-                        np.atleast_1d(got) if isinstance(got, list) else [got]):
-            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+def test_mode_errors_name_the_mode_not_an_unpassed_argument():
+    with pytest.raises(ValueError, match="unknown mode 'classify'; valid choices: dense, features"):
+        zoo.DeepLabV3_ResNet50(mode="classify")
+    assert get_entry("deeplabv3_resnet50").modes == ("dense", "features")
+    assert get_entry("fcn8s").modes == ("dense",)
 
 
 def test_custom_objects_lists_the_zoo_classes():

@@ -143,11 +143,13 @@ def drn_a_plan(output_stride):
     return [(stride, (1, 1), dilation) for stride, _, dilation in resnet.stage_plan(output_stride)]
 
 
-def stage_plan(config):
+def stage_plan(config, channels=None):
     """The stages of a DRN-C/D ``config`` with their block counts.
 
     Args:
         config: a DRN-C or DRN-D ``DRN_CONFIGS`` key.
+        channels: per-stage widths replacing the arch's (test-only tiny
+            configs); None keeps the published widths.
 
     Returns:
         A list of ``(name, unit, channels, stride, dilation, first_dilation,
@@ -157,16 +159,20 @@ def stage_plan(config):
     stages = ARCH_STAGES[arch]["stages"]
     if stages is None:
         raise ValueError(f"{config} is a ResNet: its stages are drn_a_plan's")
+    if channels is not None:
+        stages = [s[:2] + (c,) + s[3:] for s, c in zip(stages, channels)]
     return [s + (n,) for s, n in zip(stages, counts) if n > 0]
 
 
-def drn_backbone(x, config, output_stride=8):
+def drn_backbone(x, config, output_stride=8, channels=None):
     """The stem and every stage of a DRN.
 
     Args:
         x: input tensor (N, H, W, 3).
         config: a ``DRN_CONFIGS`` key.
         output_stride: 8; DRN-A also 16, or 32 (plain ResNet).
+        channels: stage widths replacing the published ones (tiny test
+            configs): 8 for DRN-C/D (the stem takes the first), 4 for DRN-A.
 
     Returns:
         A :class:`zoo.assembler.Stages` of the stage outputs ``layer1`` ...
@@ -177,17 +183,19 @@ def drn_backbone(x, config, output_stride=8):
     spec = ARCH_STAGES[arch]
     check_choice(output_stride, spec["output_strides"], f"output_stride for {config}")
     if arch == "A":
-        built = resnet.resnet_backbone(x, block, counts, DRN_LAYOUT, drn_a_plan(output_stride))
+        built = resnet.resnet_backbone(x, block, counts, DRN_LAYOUT, drn_a_plan(output_stride),
+                                       widths=channels or resnet.STAGE_WIDTHS)
         return Stages(built.stages[1:])  # the stem is no DRN output
     names, width, stride = spec["stem"]
-    x = conv_bn(x, width, 7, stride, 1, DRN_LAYOUT, *names)
+    x = conv_bn(x, channels[0] if channels else width, 7, stride, 1, DRN_LAYOUT, *names)
     total = stride
     stages = []
-    for name, unit, channels, stride, dilation, first, residual, count in stage_plan(config):
+    for name, unit, width, stride, dilation, first, residual, count in stage_plan(config, channels):
+        channels_ = width
         if unit == "convs":
-            x = conv_stack(x, channels, count, stride, dilation, name)
+            x = conv_stack(x, channels_, count, stride, dilation, name)
         else:
-            x = residual_stage(x, block if unit == "block" else unit, count, channels, stride,
+            x = residual_stage(x, block if unit == "block" else unit, count, channels_, stride,
                                (first, first), dilation, DRN_LAYOUT,
                                lambda j, name=name: f"{name}_{j}", residual)
         total *= stride
@@ -223,12 +231,17 @@ def drn_weight_map(config):
 CLASSIFIER = Classifier("pool_conv", ("fc",), pool="avgpool", flatten="predictions")
 
 
-def drn_spec(config):
-    """The :class:`zoo.assembler.Backbone` of one DRN."""
+def drn_spec(config, channels=None):
+    """The :class:`zoo.assembler.Backbone` of one DRN.
+
+    Args:
+        config: a ``DRN_CONFIGS`` key (also the registry name).
+        channels: see :func:`drn_backbone` (tiny test configs only).
+    """
     arch = DRN_CONFIGS[config][0]
     return Backbone(
         name=config,
-        build=lambda x, output_stride: drn_backbone(x, config, output_stride),
+        build=lambda x, output_stride: drn_backbone(x, config, output_stride, channels),
         classifier=CLASSIFIER,
         output_strides=ARCH_STAGES[arch]["output_strides"],
         default_output_stride={m: 8 for m in ("classify", "heatmap", "dense", "features")},

@@ -497,8 +497,7 @@ def v3_h5_renames(names):
     Raises:
         CheckpointError: automatic names whose count fits neither file.
     """
-    if not names or set(names) <= set(INCEPTION_V3_FILE_ORDER) | {"score"} \
-            or not any(n.startswith(("conv2d", "batch_normalization")) for n in names):
+    if not names or set(names) <= set(INCEPTION_V3_FILE_ORDER) | {"score"}:
         return {}
     n = len(INCEPTION_V3_FILE_ORDER)
     if len(names) not in (n, n - 1):

@@ -80,7 +80,7 @@ def stage_plan(output_stride, stages=4):
     return plan
 
 
-def resnet_backbone(x, block, depths, layout, plan):
+def resnet_backbone(x, block, depths, layout, plan, widths=STAGE_WIDTHS):
     """Stem and four stages.
 
     Args:
@@ -91,6 +91,8 @@ def resnet_backbone(x, block, depths, layout, plan):
         plan: ``(stride, first_dilations, dilation)`` per stage, e.g.
             :func:`stage_plan`'s: the first block's stride and ``dilations``
             tuple, and the dilation of the others.
+        widths: the four stages' widths (the stem takes the first); tiny
+            test configs pass their own.
 
     Returns:
         A :class:`zoo.assembler.Stages`: the stem after its ReLU (stride 2)
@@ -100,7 +102,7 @@ def resnet_backbone(x, block, depths, layout, plan):
     """
     pad, conv, bn, act, pool_pad, pool = layout.stem
     x = layers.ZeroPadding2D(3, name=pad)(x)
-    x = conv2d(64, 7, strides=2, padding="valid", use_bias=layout.use_bias, name=conv)(x)
+    x = conv2d(widths[0], 7, strides=2, padding="valid", use_bias=layout.use_bias, name=conv)(x)
     x = layers.BatchNormalization(epsilon=layout.epsilon, momentum=layout.momentum, name=bn)(x)
     x = relu(x, layout, act)
     stages = [(x, 2)]
@@ -108,7 +110,7 @@ def resnet_backbone(x, block, depths, layout, plan):
     x = layers.ZeroPadding2D(1, name=pool_pad)(x)
     x = layers.MaxPooling2D(3, strides=2, name=pool)(x)
     total = STEM_STRIDE
-    for s, (depth, width, stage) in enumerate(zip(depths, STAGE_WIDTHS, plan)):
+    for s, (depth, width, stage) in enumerate(zip(depths, widths, plan)):
         stride, first_dilations, dilation = stage
         x = residual_stage(
             x, block, depth, width, stride, first_dilations, dilation, layout,
@@ -136,7 +138,7 @@ def _torch_name(path):
     return default_torch_name(path)
 
 
-def resnet_spec(config, stride_in_1x1=None, name=None, head=None):
+def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_WIDTHS):
     """The :class:`zoo.assembler.Backbone` of one ResNet in one layout.
 
     Args:
@@ -146,6 +148,7 @@ def resnet_spec(config, stride_in_1x1=None, name=None, head=None):
         name: the registry name (``"deeplabv3_resnet50"``); default ``config``.
         head: a model defined by its dense head (torchvision's
             ``deeplabv3_*``): dense and features modes only, 21 classes.
+        widths: stage widths (tiny test configs pass their own).
     """
     kind, depths = RESNET_CONFIGS[config]
     if stride_in_1x1 is None:
@@ -157,7 +160,7 @@ def resnet_spec(config, stride_in_1x1=None, name=None, head=None):
     return Backbone(
         name=name or config,
         build=lambda x, output_stride: resnet_backbone(
-            x, kind, depths, layout, stage_plan(output_stride)),
+            x, kind, depths, layout, stage_plan(output_stride), widths),
         classifier=Classifier("pool_fc", (layout.classifier,), pool=layout.pool, window=POOL_WINDOW),
         output_strides=OUTPUT_STRIDES,
         default_output_stride={"dense": 8},

@@ -9,6 +9,7 @@ converter reshapes their Dense kernels (Keras's Flatten over 7x7x512 is
 row-major in (h, w, c), the conv kernel's order).
 """
 
+import dataclasses
 import functools
 
 from keras import layers
@@ -43,14 +44,15 @@ def vgg_block(x, filters, convs, name, pool_padding="valid"):
     return layers.MaxPooling2D(2, strides=2, padding=pool_padding, name=f"{name}_pool")(x)
 
 
-def vgg_base(x, config, pool_padding="valid"):
-    """The five conv blocks.
+def vgg_base(x, config, pool_padding="valid", widths=VGG_WIDTHS):
+    """The five conv blocks (``widths``: their channels; tiny test configs
+    pass their own).
 
     Returns:
         A dict ``block1`` ... ``block5`` of the pooled outputs (strides 2 ... 32).
     """
     feats = {}
-    for i, (convs, width) in enumerate(zip(VGG_CONFIGS[config], VGG_WIDTHS)):
+    for i, (convs, width) in enumerate(zip(VGG_CONFIGS[config], widths)):
         x = vgg_block(x, width, convs, f"block{i + 1}", pool_padding)
         feats[f"block{i + 1}"] = x
     return feats
@@ -72,18 +74,25 @@ def torchvision_names(config):
     return table
 
 
-def vgg_spec(config):
-    """The :class:`zoo.assembler.Backbone` of VGG16/19: five blocks, levels P1..P5."""
+def vgg_spec(config, widths=VGG_WIDTHS, hidden=(4096, 4096)):
+    """The :class:`zoo.assembler.Backbone` of VGG16/19: five blocks, levels P1..P5.
+
+    Args:
+        config: a ``VGG_CONFIGS`` key (also the registry name).
+        widths: the blocks' channels; hidden: the FC widths (tiny test
+            configs pass their own).
+    """
     def build(x, output_stride):
         del output_stride
-        feats = vgg_base(x, config)
+        feats = vgg_base(x, config, widths=widths)
         return Stages(tuple((t, 2 ** (i + 1)) for i, t in enumerate(feats.values())))
 
+    classifier = dataclasses.replace(CLASSIFIER, hidden=tuple(hidden))
     return Backbone(
-        name=config, build=build, classifier=CLASSIFIER, default_head="bilinear",
+        name=config, build=build, classifier=classifier, default_head="bilinear",
         weight_map=WeightMap(
             torch=lambda path, table=torchvision_names(config): table.get(path, path.replace(".", "_")),
-            torch_flatten={"fc1": (7, 7, 512)},
+            torch_flatten={"fc1": (7, 7, widths[-1])},
         ),
         min_input={"classify": TRAIN_CROP, "features": 32, "dense": 32},
     )
