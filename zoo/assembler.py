@@ -196,6 +196,15 @@ class Backbone:
     layout: Optional[str] = None
     layout_hints: Dict[str, str] = dataclasses.field(default_factory=dict)
 
+    def assemble(self, **kwargs):
+        """:func:`assemble` on this backbone (the registry's generated
+        builders call this, so the registry needs no import of this module)."""
+        return assemble(self, **kwargs)
+
+    def resolve_output_stride(self, mode, output_stride=None):
+        """:func:`resolve_output_stride` on this backbone."""
+        return resolve_output_stride(self, mode, output_stride)
+
 
 def level_key(stride):
     """``8 -> "P3"``: the pyramid key of a stride."""

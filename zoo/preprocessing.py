@@ -1,11 +1,13 @@
-"""Input preprocessing, as recorded per weights tag in ``weights/manifest.json``.
+"""Input preprocessing, as recorded per weights tag in ``zoo/weights/manifest.json``.
 
 One home for the data pipelines (tf.data), the heatmap CLI and users: the
 functions take numpy arrays or tensors and return float32 tensors.
+:func:`preprocess`/:func:`unpreprocess` are tf.data ops (TensorFlow is
+imported when they run, so ``import zoo`` on JAX or torch does not load it);
+the layer uses ``keras.ops`` on every backend.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from zoo import weights as zw
@@ -54,6 +56,8 @@ def preprocess(image, spec=None):
     Returns:
         A float32 tensor.
     """
+    import tensorflow as tf
+
     spec = spec or DEFAULT_PREPROCESSING
     x = tf.cast(image, tf.float32)
     kind = spec.get("type", "torch")
@@ -70,6 +74,8 @@ def preprocess(image, spec=None):
 
 def unpreprocess(x, spec=None):
     """Inverse of :func:`preprocess` back to uint8 RGB (for overlays)."""
+    import tensorflow as tf
+
     spec = spec or DEFAULT_PREPROCESSING
     x = tf.cast(x, tf.float32)
     kind = spec.get("type", "torch")

@@ -149,9 +149,7 @@ class ModelRecord:
     @property
     def output_stride(self):
         """The output stride of the info mode at its default."""
-        from zoo.assembler import resolve_output_stride
-
-        return resolve_output_stride(self.backbone(), self.info_mode, None)
+        return self.backbone().resolve_output_stride(self.info_mode)
 
     @property
     def builder(self):
@@ -276,15 +274,13 @@ def make_builder(record):
     option_names = tuple(opt.name for opt in record.options)
 
     def builder(*args, **kwargs):
-        from zoo.assembler import assemble
-
         values = signature.bind(*args, **kwargs)
         values.apply_defaults()
         values = dict(values.arguments)
         options = {k: values.pop(k) for k in option_names}
         if spec_takes_weights:
             options["weights"] = values["weights"]
-        return assemble(record.spec(**options), **values)
+        return record.spec(**options).assemble(**values)
 
     builder.__name__ = builder.__qualname__ = record.builder_name
     builder.__module__ = record.module

@@ -60,12 +60,12 @@ def run_heatmap(model_name, weights, image_path, out, classes=None):
     """
     import tensorflow as tf
 
-    import zoo
     from zoo.labels import label_set_for_weights, load_labels
+    from zoo.registry import create_model
 
     image = read_image(image_path)
     kwargs = {"classes": classes} if classes else {}
-    model = zoo.create_model(model_name, weights=weights, mode="heatmap", **kwargs)
+    model = create_model(model_name, weights=weights, mode="heatmap", **kwargs)
     x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
     cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])
