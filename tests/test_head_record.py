@@ -76,3 +76,18 @@ def test_a_plain_keras_model_has_no_head_record():
 def test_mixed_precision_keeps_the_record():
     model = train.build_dense("resnet18", precision="mixed_bfloat16", classes=3)
     assert model.zoo["head"] == "fcn" and "classifier_4" in model.zoo["head_layers"]
+
+
+def test_export_writes_the_record_beside_the_artifact(tmp_path):
+    import json
+
+    from zoo.apps.export import export_model, record_path, with_preprocessing
+
+    model = zoo.create_model("test_drn_d", mode="dense", classes=3)
+    spec = {"type": "torch", "mean": [0.5] * 3, "std": [0.25] * 3}
+    wrapped = with_preprocessing(model, spec)
+    path = str(tmp_path / "sm")
+    export_model(wrapped, path, "savedmodel")
+    record = json.load(open(record_path(path, "savedmodel")))
+    assert record["head"] == "drnseg" and record["head_layers"] == model.zoo["head_layers"]
+    assert record["preprocessing"] == spec and record["format"] == "savedmodel"

@@ -55,7 +55,10 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
         dtype: the artifact's input dtype (see :func:`input_spec`).
 
     Returns:
-        ``path``.
+        ``path``. A model the zoo built also gets its head record
+        (``model.zoo``: model, mode, head, head layers, classes, output
+        stride) as JSON beside the artifact (:func:`record_path`), so a
+        deployment knows what the outputs are.
 
     Raises:
         ValueError: unknown format.
@@ -72,7 +75,19 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size, dtype))
+    record = getattr(model, "zoo", None)
+    if record:
+        import json
+
+        with open(record_path(path, format), "w", encoding="utf8") as f:
+            json.dump(dict(record, format=format), f, indent=2)
     return path
+
+
+def record_path(path, format):
+    """Where :func:`export_model` writes the head record: inside a SavedModel
+    folder (``zoo.json``), else beside the file (``<file>.zoo.json``)."""
+    return os.path.join(path, "zoo.json") if format == "savedmodel" else f"{path}.zoo.json"
 
 
 def load_artifact(path, format):
@@ -135,7 +150,10 @@ def with_preprocessing(model, spec):
     Returns:
         A ``keras.Model`` on uint8 images.
     """
+    from zoo.assembler import ZooModel
     from zoo.preprocessing import Preprocess
 
     inp = keras.Input(tuple(model.inputs[0].shape[1:]), dtype="uint8", name="image")
-    return keras.Model(inp, model(Preprocess(spec, name="preprocess")(inp)), name=model.name)
+    record = dict(getattr(model, "zoo", None) or {}, preprocessing=spec)
+    return ZooModel(inp, model(Preprocess(spec, name="preprocess")(inp)), name=model.name,
+                    zoo=record)
