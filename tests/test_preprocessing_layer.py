@@ -68,14 +68,14 @@ def test_weights_none_pipelines_agree_with_builders_across_the_registry():
     """A data pipeline's ``preprocessing_for(name, None)`` is the record a
     builder with ``include_preprocessing=True, weights=None`` puts inside, for
     every registry name and every mode of its default configuration."""
-    from zoo.assembler import backbone_spec
+    from zoo.assembler import backbone_spec, file_key_for
     from zoo.preprocessing import DEFAULT_PREPROCESSING
 
     for name in zoo.list_models():
         pipeline = preprocessing_for(name, None)
         spec = backbone_spec(name)
         for mode in zoo.registry.get_entry(name).modes:
-            file_key = spec.file_key(mode) if spec.file_key else None
+            file_key = file_key_for(spec, None, mode)
             built = preprocessing_layer(name, None, file_key=file_key).spec
             assert built == pipeline, (name, mode, built, pipeline)
     # the records themselves: the family's ImageNet file, torch without any

@@ -318,6 +318,23 @@ def choose_file(backbone, tag, mode):
     return keys[0]
 
 
+def file_key_for(backbone, weights, mode):
+    """The file key of a build: a tag's by :func:`choose_file`; for a path or
+    no weights, that of the model's default tag (``"imagenet"``, else its
+    first), whose per-file preprocessing a path or random init follows.
+    None when nothing is published (or the build's layout has no file)."""
+    if weights is not None and not is_weights_path(weights, backbone.name) \
+            and not str(weights).startswith(HF_PREFIX):
+        return choose_file(backbone, weights, mode)
+    tags = available_tags(backbone.name)
+    if not tags:
+        return None
+    try:
+        return choose_file(backbone, "imagenet" if "imagenet" in tags else tags[0], mode)
+    except ValueError:
+        return None
+
+
 def tag_classes(backbone, weights, mode):
     """The class count a published tag gives ``mode``: the tag's own when it
     was trained with a head for this mode (a dense tag in dense mode, a
@@ -437,9 +454,7 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
 
     inputs = keras.Input(input_shape, name="input")
     x = inputs
-    tagged = weights is not None and not is_weights_path(weights, model_name) \
-        and not str(weights).startswith(HF_PREFIX)
-    file_key = choose_file(backbone, weights, mode) if tagged else None
+    file_key = file_key_for(backbone, weights, mode)
     if include_preprocessing:
         from zoo.preprocessing import preprocessing_layer
 

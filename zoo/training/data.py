@@ -35,8 +35,9 @@ from zoo.preprocessing import (  # noqa: F401
     preprocessing_for,
     unpreprocess,
 )
+# The ignore label is the loss's and metric's (one value, one place).
+from zoo.training.train import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle")
 
