@@ -7,7 +7,7 @@ setup(
     "Dilated Residual Networks with pretrained-weight loading and dense outputs.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     packages=find_packages(include=["zoo", "zoo.*"]),
     package_data={"zoo.weights": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
     include_package_data=True,
