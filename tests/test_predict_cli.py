@@ -155,3 +155,17 @@ def test_predict_errors(tmp_path, capsys):
     img = _write(str(tmp_path / "x.png"), np.zeros((8, 8, 3), "uint8"))
     assert main(["predict", "--model", "resnet18", img]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_predict_and_export_model_kwargs_clashes_are_one_line_errors(tmp_path, capsys):
+    img = _write(str(tmp_path / "x.png"), np.zeros((8, 8, 3), "uint8"))
+    for argv in (["predict", "--model", "resnet18", img, "--out", str(tmp_path), "--classes", "3",
+                  "--model-kwargs", "classes=4"],
+                 ["predict", "--model", "resnet18", img, "--out", str(tmp_path),
+                  "--model-kwargs", "include_preprocessing=False"],
+                 ["export", "--model", "resnet18", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                  "--model-kwargs", "no_such_option=1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "classes" in err or "include_preprocessing" in err or "no_such_option" in err

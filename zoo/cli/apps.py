@@ -22,6 +22,20 @@ from zoo.cli.common import add_model_kwargs, check_builder_options, merge_model_
 
 # --- models -----------------------------------------------------------------------
 
+def app_builder_kwargs(model_name, mode, classes, include_preprocessing, model_kwargs):
+    """The builder arguments of ``predict``/``export``: their flags and
+    ``--model-kwargs``, checked against the builder (a ValueError otherwise)."""
+    kwargs = merge_model_kwargs(
+        model_kwargs, flags={"mode": ("--mode", mode), "classes": ("--classes", classes or None)},
+        fixed={"weights": "--weights",
+               "include_preprocessing": "the command (predict: always; export: --include-preprocessing)"},
+    )
+    if include_preprocessing:
+        kwargs["include_preprocessing"] = True
+    check_builder_options(model_name, kwargs)
+    return kwargs
+
+
 def build_app_model(model_name, weights=None, mode="classify", classes=None, include_preprocessing=True,
                     model_kwargs=None):
     """A model for an application: with its preprocessing inside.
@@ -43,14 +57,7 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
     from zoo.labels import label_set_for_weights, resolve_names
     from zoo.registry import create_model
 
-    kwargs = merge_model_kwargs(
-        model_kwargs, flags={"mode": ("--mode", mode), "classes": ("--classes", classes or None)},
-        fixed={"weights": "--weights",
-               "include_preprocessing": "the command (predict: always; export: --include-preprocessing)"},
-    )
-    if include_preprocessing:
-        kwargs["include_preprocessing"] = True
-    check_builder_options(model_name, kwargs)
+    kwargs = app_builder_kwargs(model_name, mode, classes, include_preprocessing, model_kwargs)
     model = create_model(model_name, weights=weights, **kwargs)
     n = int(model.outputs[0].shape[-1])
     label_set = label_set_for_weights(model_name, weights, n)
@@ -137,6 +144,7 @@ def cmd_predict(args):
             raise FileNotFoundError(f"{path}: no such image file")
     if args.mode != "classify" and not args.out:
         raise ValueError(f"--out DIR is required with --mode {args.mode}")
+    app_builder_kwargs(args.model, args.mode, args.classes, True, args.model_kwargs)  # fail before the note
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
     model, names = build_app_model(args.model, args.weights, args.mode, args.classes,
@@ -184,6 +192,8 @@ def cmd_export(args):
     """``zoo export``: a SavedModel, LiteRT or ONNX artifact via ``model.export``."""
     from zoo.apps.export import export_model
 
+    app_builder_kwargs(args.model, args.mode, args.classes, args.include_preprocessing,
+                       args.model_kwargs)  # fail before the note
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
     model, _ = build_app_model(args.model, args.weights, args.mode, args.classes,

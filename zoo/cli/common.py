@@ -68,7 +68,8 @@ def parse_model_kwargs(items):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise ValueError(f"--model-kwargs takes KEY=VALUE items; got {item!r}")
+            hint = "" if sep else " (positional arguments go before --model-kwargs)"
+            raise ValueError(f"--model-kwargs takes KEY=VALUE items; got {item!r}{hint}")
         if key in kwargs:
             raise ValueError(f"--model-kwargs gives {key!r} twice")
         try:
