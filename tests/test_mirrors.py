@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from tests.helpers import serve_files, use_manifest
+from tests.support.helpers import serve_files, use_manifest
 from zoo import weights as zw
 from zoo.weights.readers.errors import CheckpointError
 
@@ -32,7 +32,7 @@ def world(tmp_path, monkeypatch):
         "format": "pth",
         "mirrors": [],
     }
-    manifest = {"vgg16": {"imagenet": {"files": {"notop": spec}, "classifier": []}}}
+    manifest = {"vgg16": {"imagenet": {"files": {"notop": spec}}}}
     return spec, served, use_manifest(monkeypatch, tmp_path, manifest)
 
 

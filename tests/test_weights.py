@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.support.helpers import assert_untouched, snapshot, use_manifest
 from zoo import weights as zw
 from zoo.weights.readers.errors import CheckpointError
 
@@ -20,17 +21,6 @@ from zoo.weights.readers.errors import CheckpointError
 @pytest.fixture(scope="module")
 def features_file(vgg16_reference):
     return vgg16_reference[2]
-
-
-def _snapshot(model):
-    return [w.copy() for w in model.get_weights()]
-
-
-def _assert_untouched(model, before):
-    after = model.get_weights()
-    assert len(after) == len(before)
-    for a, b in zip(after, before):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_keras3_weights_file_round_trip(tmp_path, features_file):
@@ -54,24 +44,24 @@ def test_wrong_shape_names_layer_and_shapes_and_loads_nothing(tmp_path, features
         del g[names[0]]
         g.create_dataset(names[0], data=np.zeros((3, 3, 256, 128), "float32"))
     model = zoo.VGG16(mode="features")
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(CheckpointError) as e:
         zw.load_weights(model, bad, "vgg16")
     msg = str(e.value)
     assert bad in msg and "block3_conv2" in msg
     assert "(3, 3, 256, 128)" in msg and "(3, 3, 256, 256)" in msg
-    _assert_untouched(model, before)
+    assert_untouched(model, before)
 
 
 def test_other_architecture_is_refused(tmp_path):
-    from tests.helpers import save_legacy_h5
+    from tests.support.helpers import save_legacy_h5
 
     path = save_legacy_h5(keras.applications.VGG19(weights=None, include_top=False), str(tmp_path / "v19.h5"))
     model = zoo.VGG16(mode="features")
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(CheckpointError, match="block3_conv4"):
         zw.load_weights(model, path, "vgg16")
-    _assert_untouched(model, before)
+    assert_untouched(model, before)
 
 
 def test_truncated_file_is_refused(tmp_path, features_file):
@@ -81,10 +71,10 @@ def test_truncated_file_is_refused(tmp_path, features_file):
     with open(bad, "wb") as f:
         f.write(data[: len(data) // 2])
     model = zoo.VGG16(mode="features")
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(CheckpointError, match="truncated.h5"):
         zw.load_weights(model, bad, "vgg16")
-    _assert_untouched(model, before)
+    assert_untouched(model, before)
 
 
 def test_unrecognised_file_is_refused(tmp_path):
@@ -160,14 +150,10 @@ def fake_manifest(monkeypatch, tmp_path, features_file):
                         "format": "keras_legacy_h5",
                     }
                 },
-                "classifier": ["predictions"],
             }
         }
     }
-    monkeypatch.setattr(zw, "load_manifest", lambda: manifest)
-    monkeypatch.setattr(zw, "package_weights_dir", lambda: str(tmp_path / "pkg"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(zw.ENV_DIR, raising=False)
+    use_manifest(monkeypatch, tmp_path, manifest)
     return manifest, served, tmp_path
 
 
