@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["zoo", "zoo.*"]),
-    package_data={"zoo.weights": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"]},
+    package_data={"zoo.weights": ["manifest.json", "README.md"], "zoo.labels": ["*.txt"],
+                  "zoo.cli": ["index.json"]},
     include_package_data=True,
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine!='arm64' and platform_machine!='aarch64'",

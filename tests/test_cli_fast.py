@@ -216,9 +216,8 @@ def test_distributed_is_a_zoo_command(monkeypatch, tmp_path):
                  "--model-kwargs", "output_stride=16"]) == 0
     (args,) = seen
     assert (args.model, args.strategy, args.model_kwargs) == ("resnet18", "none", {"output_stride": 16})
-    # python -m zoo.training.distributed is the same command
     seen.clear()
-    assert distributed.main(["--model", "resnet18", "--out", str(tmp_path)]) == 0
+    assert main(["distributed", "--model", "resnet18", "--out", str(tmp_path)]) == 0
     assert seen[0].strategy == "mirrored" and seen[0].model_kwargs == {}
 
 

@@ -59,8 +59,11 @@ def model_info(name, input_size=(224, 224), **kwargs):
         "modes": list(entry.modes),
         "weights": available_tags(entry.name),
     }
+    # The pyramid of the same configuration: the dense-only options do not apply.
+    dense_only = ("head", "head_options", "aux_head")
+    features_kwargs = {k: v for k, v in kwargs.items() if k not in dense_only}
     features = entry.builder(weights=None, input_shape=(h, w, 3),
-                             **{**kwargs, "mode": "features"}) if "features" in entry.modes else None
+                             **{**features_kwargs, "mode": "features"}) if "features" in entry.modes else None
     if features is not None:
         info["features"] = {k: {"stride": 2 ** int(k[1:]), "channels": int(t.shape[-1])}
                             for k, t in features.output.items()}

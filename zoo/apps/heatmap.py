@@ -42,7 +42,7 @@ def read_image(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False).numpy()
 
 
-def run_heatmap(model_name, weights, image_path, out, classes=None):
+def run_heatmap(model_name, weights, image_path, out, classes=None, **model_kwargs):
     """One heatmap-mode pass over an image; writes the top class's map as PNG.
 
     The top class is the one with the highest score anywhere on the map.
@@ -53,6 +53,8 @@ def run_heatmap(model_name, weights, image_path, out, classes=None):
         image_path: the input image.
         out: where the PNG goes.
         classes: the checkpoint's class count; None keeps the builder's.
+        **model_kwargs: further builder arguments (``zoo heatmap
+            --model-kwargs``).
 
     Returns:
         A dict with ``class``, ``name`` (None when the weights have no label
@@ -64,7 +66,7 @@ def run_heatmap(model_name, weights, image_path, out, classes=None):
     from zoo.registry import create_model
 
     image = read_image(image_path)
-    kwargs = {"classes": classes} if classes else {}
+    kwargs = dict(model_kwargs, **({"classes": classes} if classes else {}))
     model = create_model(model_name, weights=weights, mode="heatmap", **kwargs)
     x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]

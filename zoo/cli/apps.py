@@ -227,41 +227,14 @@ def _check_image(path):
         raise ValueError(f"{path} is not an image (JPEG, PNG, GIF, BMP or WebP)") from None
 
 
-def run_heatmap(model_name, weights, image_path, out, **model_kwargs):
-    """:func:`zoo.apps.heatmap.run_heatmap` with any builder arguments.
-
-    The same pass (whose signature takes ``classes`` only): the top class is
-    the one with the highest score anywhere on the map.
-
-    Returns:
-        A dict with ``class``, ``name`` (None without a label set of that
-        size), ``score`` and ``map_shape``.
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from zoo.apps.heatmap import overlay, read_image, write_png
-    from zoo.labels import label_set_for_weights, load_labels
-    from zoo.preprocessing import preprocess, preprocessing_for
-    from zoo.registry import create_model
-
-    image = read_image(image_path)
-    model = create_model(model_name, weights=weights, mode="heatmap", **model_kwargs)
-    x = preprocess(image[None], preprocessing_for(model_name, weights))
-    scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
-    cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])
-    write_png(out, overlay(image, scores[..., cls]))
-    label_set = label_set_for_weights(model_name, weights, scores.shape[-1])
-    name = load_labels(label_set)[cls] if label_set else None
-    return {"class": cls, "name": name, "score": float(scores[..., cls].max()), "map_shape": scores.shape[:2]}
-
-
 def cmd_heatmap(args):
     """``zoo heatmap``: one heatmap-mode pass; the top class's map as a PNG."""
     kwargs = merge_model_kwargs(args.model_kwargs, flags={"classes": ("--classes", args.classes)},
                                 fixed={"weights": "--weights", "mode": "the command (heatmap mode)"})
     check_builder_options(args.model, kwargs)
     _check_image(args.image)
+    from zoo.apps.heatmap import run_heatmap
+
     result = run_heatmap(args.model, args.weights, args.image, args.out, **kwargs)
     named = f" {result['name']!r}" if result["name"] is not None else ""
     print(f"top class {result['class']}{named} (score {result['score']:.3g}); "

@@ -93,7 +93,7 @@ def cmd_distributed(args):
 
 
 def add_distributed_arguments(p):
-    """Options of ``zoo distributed`` (and ``python -m zoo.training.distributed``)."""
+    """Options of ``zoo distributed``."""
     p.add_argument("--strategy", default="mirrored", choices=("none", "mirrored", "multiworker"),
                    help="mirrored: this machine's devices; multiworker: the cluster in TF_CONFIG")
     p.add_argument("--cpu-devices", type=int, default=0,

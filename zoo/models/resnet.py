@@ -32,7 +32,7 @@ from keras import layers
 from zoo.assembler import Backbone, Classifier, Stages
 from zoo.layers import conv2d
 from zoo.models.residual import LAYOUTS, relu, residual_stage
-from zoo.registry import Option, check_choice, register_model
+from zoo.registry import HEADLESS_MODES, Option, check_choice, register_model
 from zoo.weights.convert import WeightMap, default_torch_name
 
 # Block type and blocks per stage (conv2_x ... conv5_x / layer1 ... layer4).
@@ -156,7 +156,7 @@ def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_W
     if stride_in_1x1 and kind == "basic":
         raise ValueError(f"{config} exists in the torchvision layout only; stride_in_1x1 must be False")
     layout = LAYOUTS["keras" if stride_in_1x1 else "torchvision"]
-    extra = {"modes": ("dense", "features"), "default_head": head, "classes": 21} if head else {}
+    extra = {"modes": HEADLESS_MODES, "default_head": head, "classes": 21} if head else {}
     return Backbone(
         name=name or config,
         build=lambda x, output_stride: resnet_backbone(

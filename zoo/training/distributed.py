@@ -1,7 +1,7 @@
 """Data-parallel segmentation training with ``tf.distribute``.
 
 One command for one machine and for a cluster (``zoo distributed``, or
-``python -m zoo.training.distributed`` with the same options; they are in
+``zoo distributed`` with the same options; they are in
 :mod:`zoo.cli.train`):
 
     # one machine, all local devices (GPUs, or N logical CPU devices)
@@ -20,7 +20,6 @@ are identical.
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -138,14 +137,3 @@ def run(args):
         json.dump(result, f)
     print(json.dumps(result))
     return 0
-
-
-def main(argv=None):
-    """``python -m zoo.training.distributed ...``: ``zoo distributed ...``."""
-    from zoo.cli import main as cli_main
-
-    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

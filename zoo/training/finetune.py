@@ -29,15 +29,8 @@ OVERLAY = "overlay.png"
 DEMO_MODELS = ("drn_d_22", "drn_c_26", "resnet18", "fcn32s")
 
 
-# ------------------------------------------------------------- arguments
-# The options of ``zoo finetune`` and ``zoo demo`` are in zoo/cli/train.py.
-
-
-def add_demo_arguments(parser):
-    """Adds ``zoo demo``'s options to ``parser`` (see :mod:`zoo.cli.train`)."""
-    from zoo.cli.train import add_demo_arguments as add
-
-    return add(parser)
+# The options of ``zoo finetune`` and ``zoo demo`` are in zoo/cli/train.py
+# (the command line calls into this module, never the other way round).
 
 
 # --------------------------------------------------------------- helpers
@@ -458,14 +451,3 @@ def demo(args):
     print(f"time {format_timings(result['timings'], result['seconds'])}")
     print(f"overlays: {result['overlay']}")
     return 0
-
-
-def main(argv=None):
-    """``python -m zoo.training.finetune finetune|demo ...``: the ``zoo`` command line."""
-    from zoo.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
