@@ -45,6 +45,23 @@ def vgg16_reference(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def vgg16_notop(tmp_path_factory):
+    """A random keras.applications VGG16 without its top, as a legacy ``.h5``
+    (the published notop layout): for tests that need a real Keras-layout
+    file but not the 500 MB fully-connected head of ``vgg16_reference``.
+
+    Returns:
+        ``(model, path)``.
+    """
+    import keras
+
+    from tests.support.helpers import randomize, save_legacy_h5
+
+    base = randomize(keras.applications.VGG16(weights=None, include_top=False), seed=2)
+    return base, save_legacy_h5(base, str(tmp_path_factory.mktemp("vgg16_notop") / "vgg16_notop.h5"))
+
+
+@pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):
     """A TFDS data folder with the synthetic ``zoo_shapes`` dataset prepared
     once per session (test_data, test_train and test_distributed read it)."""

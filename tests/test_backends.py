@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import BACKEND, assert_close, randomize
-from tests.backend_worker import as_arrays
+from tests.support.helpers import BACKEND, assert_close, randomize
+from tests.support.backend_worker import as_arrays
 from zoo.registry import get_entry
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def _results(folder, group, backend):
         spec = folder / f"{group}-{backend}.json"
         spec.write_text(json.dumps(jobs))
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run([sys.executable, "-m", "tests.backend_worker", str(spec)],
+        proc = subprocess.run([sys.executable, "-m", "tests.support.backend_worker", str(spec)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"{backend} worker failed:\n{proc.stderr[-3000:]}"
         out = {}

@@ -10,17 +10,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import zoo
-
+from tests.support.helpers import write_png
 from zoo.training import data
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-def test_zoo_shapes_deterministic_and_exact(data_dir, tmp_path):
-    a_img, a_mask = data.shapes_arrays("validation", data_dir, limit=8)
+def test_zoo_shapes_deterministic_and_exact(shapes_dir, tmp_path):
+    a_img, a_mask = data.shapes_arrays("validation", shapes_dir, limit=8)
     b_img, b_mask = data.shapes_arrays("validation", str(tmp_path), limit=8)  # prepared afresh
     np.testing.assert_array_equal(a_img, b_img)
     np.testing.assert_array_equal(a_mask, b_mask)
@@ -29,7 +24,7 @@ def test_zoo_shapes_deterministic_and_exact(data_dir, tmp_path):
     # Regenerating with the builder's own generator gives the same pixels.
     rng = np.random.default_rng(data.ZooShapes.SPLITS["validation"][1])
     img0, mask0 = data._draw_shapes(rng, 96)
-    ds = tfds.builder("zoo_shapes", data_dir=data_dir).as_dataset(split="validation")
+    ds = tfds.builder("zoo_shapes", data_dir=shapes_dir).as_dataset(split="validation")
     found = [ex for ex in ds.as_numpy_iterator() if np.array_equal(ex["segmentation_mask"], mask0)]
     assert found and np.array_equal(found[0]["image"], img0)
     # Circles are painted red: class-1 pixels are red-dominant.
@@ -66,8 +61,8 @@ def test_augment_pads_with_ignore_and_flips():
     assert any(ok)
 
 
-def test_pipeline_batches(data_dir):
-    src = data.load("zoo_shapes", "train", data_dir)
+def test_pipeline_batches(shapes_dir):
+    src = data.load("zoo_shapes", "train", shapes_dir)
     assert src.num_classes == 4 and src.class_names[1] == "circle"
     x, y = next(iter(data.make_pipeline(src.dataset, 40, 3, True, seed=0)))
     assert x.shape == (3, 40, 40, 3) and x.dtype == tf.float32
@@ -75,11 +70,7 @@ def test_pipeline_batches(data_dir):
     assert set(np.unique(y)) <= {0, 1, 2, 3, 255}
 
 
-def _write_png(path, array):
-    tf.io.write_file(path, tf.io.encode_png(array))
-
-
-def test_folder_builder(tmp_path, data_dir):
+def test_folder_builder(tmp_path, shapes_dir):
     root = tmp_path / "mydata"
     rng = np.random.default_rng(0)
     want = {}
@@ -89,11 +80,11 @@ def test_folder_builder(tmp_path, data_dir):
         for i in range(2):
             img = rng.integers(0, 256, (12, 10, 3)).astype("uint8")
             mask = rng.choice([0, 1, 2, 255], (12, 10, 1)).astype("uint8")
-            _write_png(str(root / split / "images" / f"{split}{i}.png"), img)
-            _write_png(str(root / split / "masks" / f"{split}{i}.png"), mask)
+            write_png(str(root / split / "images" / f"{split}{i}.png"), img)
+            write_png(str(root / split / "masks" / f"{split}{i}.png"), mask)
             want[f"{split}{i}"] = (img, mask)
     (root / "classes.txt").write_text("sky\nroad\ncar\n")
-    src = data.load(f"folder:{root}", "validation", data_dir)
+    src = data.load(f"folder:{root}", "validation", shapes_dir)
     assert src.num_classes == 3 and src.class_names == ("sky", "road", "car")
     got = list(src.dataset.as_numpy_iterator())
     assert len(got) == 2
@@ -103,12 +94,12 @@ def test_folder_builder(tmp_path, data_dir):
         np.testing.assert_array_equal(ex["mask"], want[match[0]][1])
 
 
-def test_folder_missing_mask_is_named(tmp_path, data_dir):
+def test_folder_missing_mask_is_named(tmp_path, shapes_dir):
     os.makedirs(tmp_path / "images")
     os.makedirs(tmp_path / "masks")
-    _write_png(str(tmp_path / "images" / "a.png"), np.zeros((4, 4, 3), "uint8"))
+    write_png(str(tmp_path / "images" / "a.png"), np.zeros((4, 4, 3), "uint8"))
     with pytest.raises(Exception, match="a.png"):
-        data.load(f"folder:{tmp_path}", "train", data_dir)
+        data.load(f"folder:{tmp_path}", "train", shapes_dir)
 
 
 def test_label_maps():

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from zoo.training import data, train
+from zoo.training import train
 
 # Every test here trains in subprocesses: CI's separate ``train`` step.
 pytestmark = pytest.mark.train
@@ -25,17 +25,25 @@ def _model():
     return next(n for n in PREFERRED + tuple(dense) if n in dense)
 
 
-# zoo.training.distributed's own main with training skipped: the weights every run
-# starts from (same seed, same build order as a real run).
-_INITIAL = (
-    "import sys, zoo.training.distributed as d\n"
-    "d.fit = lambda *a, **k: type('H', (), {'history': {'loss': []}})()\n"
-    "sys.exit(d.main(sys.argv[1:]))"
+# `zoo distributed`, saving the weights the run starts from
+# (after the seeded build, before the first step) as initial.weights.h5 in
+# --out: the single-device reference and its starting point in one process.
+_SINGLE = (
+    "import os, sys, zoo.training.distributed as d\n"
+    "from zoo.cli import main\n"
+    "out = sys.argv[sys.argv.index('--out') + 1]\n"
+    "fit = d.fit\n"
+    "def fit_from_saved_start(model, *args, **kwargs):\n"
+    "    os.makedirs(out, exist_ok=True)\n"
+    "    model.save_weights(os.path.join(out, 'initial.weights.h5'))\n"
+    "    return fit(model, *args, **kwargs)\n"
+    "d.fit = fit_from_saved_start\n"
+    "sys.exit(main(['distributed'] + sys.argv[1:]))"
 )
 
 
-def _run(args, env=None, initial=False, **kw):
-    entry = ["-c", _INITIAL] if initial else ["-m", "zoo.training.distributed"]
+def _run(args, env=None, single=False, **kw):
+    entry = ["-c", _SINGLE] if single else ["-m", "zoo", "distributed"]
     cmd = [sys.executable, *entry, "--model", _model(), "--steps", "2",
            "--batch-size", "4", "--size", "32", "--optimizer", "sgd", "--lr", "0.05"] + args
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
@@ -57,29 +65,21 @@ def _finish(proc, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("tfds"))
-    data.load("zoo_shapes", "train", d)  # prepared once, read by every process
-    return d
-
-
-@pytest.fixture(scope="module")
-def single(data_dir, tmp_path_factory):
+def single(shapes_dir, tmp_path_factory):
+    """The single-device run (one process): its folder, with initial.weights.h5."""
     out = str(tmp_path_factory.mktemp("single"))
-    _finish(_run(["--strategy", "none", "--data-dir", data_dir, "--out", out]))
+    _finish(_run(["--strategy", "none", "--data-dir", shapes_dir, "--out", out], single=True))
     return out
 
 
 @pytest.fixture(scope="module")
-def initial(data_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("initial"))
-    _finish(_run(["--strategy", "none", "--data-dir", data_dir, "--out", out], initial=True))
-    return _weights(os.path.join(out, "worker0.weights.h5"))
+def initial(single):
+    return _weights(os.path.join(single, "initial.weights.h5"))
 
 
-def test_mirrored_two_cpu_devices_matches_single_device(data_dir, single, tmp_path):
+def test_mirrored_two_cpu_devices_matches_single_device(shapes_dir, single, tmp_path):
     out = str(tmp_path)
-    _finish(_run(["--strategy", "mirrored", "--cpu-devices", "2", "--data-dir", data_dir, "--out", out]))
+    _finish(_run(["--strategy", "mirrored", "--cpu-devices", "2", "--data-dir", shapes_dir, "--out", out]))
     res = json.load(open(os.path.join(out, "worker0.json")))
     ref = json.load(open(os.path.join(single, "worker0.json")))
     assert res["replicas"] == 2, res
@@ -99,13 +99,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_multiworker_two_local_processes(data_dir, single, initial, tmp_path):
+def test_multiworker_two_local_processes(shapes_dir, single, initial, tmp_path):
     out = str(tmp_path)
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     procs = []
     for i in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
-        procs.append(_run(["--strategy", "multiworker", "--data-dir", data_dir, "--out", out],
+        procs.append(_run(["--strategy", "multiworker", "--data-dir", shapes_dir, "--out", out],
                           env={"TF_CONFIG": json.dumps(tf_config)}))
     try:
         for p in procs:

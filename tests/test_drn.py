@@ -29,10 +29,15 @@ def _close(a, b, atol=None):
     return assert_close(a, b, **tol, what="DRN vs the torch reference")
 
 
-def _save_both(module, tmp_path, stem, prefix=""):
+def _save_zip(module, tmp_path, stem, prefix=""):
     state = {prefix + k: v for k, v in module.state_dict().items()}
-    zip_path, legacy_path = tmp_path / f"{stem}_zip.pth", tmp_path / f"{stem}_legacy.pth"
-    return save_torch(state, zip_path), save_torch(state, legacy_path, legacy=True)
+    return save_torch(state, tmp_path / f"{stem}_zip.pth")
+
+
+def _save_both(module, tmp_path, stem, prefix=""):
+    """The zip and the legacy (torch < 1.6) file of ``module``'s state_dict."""
+    legacy = save_torch(module.state_dict(), tmp_path / f"{stem}_legacy.pth", legacy=True)
+    return _save_zip(module, tmp_path, stem, prefix), legacy
 
 
 def _classify_parity(tmp_path, variant, size, seed=0):
@@ -73,7 +78,7 @@ def test_drn_c_58_ignores_unused_downsample(tmp_path):
     net = ref.randomize_(ref.RefDRN("drn_c_58"), 1)
     assert "layer7.0.downsample.0.weight" in net.state_dict()
     x = images(1, 40, 56, seed=1)
-    zip_path, _ = _save_both(net, tmp_path, "c58")
+    zip_path = _save_zip(net, tmp_path, "c58")
     model = zoo.DRN_C_58(weights=zip_path, classifier_activation=None)
     _close(model(x, training=False), net(nchw(x)).numpy())
     assert not any(l.name.startswith("layer7_0_downsample") for l in model.layers)
@@ -82,7 +87,7 @@ def test_drn_c_58_ignores_unused_downsample(tmp_path):
 def test_heatmap_and_features_parity(tmp_path):
     net = ref.randomize_(ref.RefDRN("drn_c_26"), 2)
     x = images(1, 72, 88, seed=2)
-    zip_path, _ = _save_both(net, tmp_path, "c26")
+    zip_path = _save_zip(net, tmp_path, "c26")
     heat = zoo.DRN_C_26(weights=zip_path, mode="heatmap", classifier_activation=None)
     _close(heat(x, training=False), nhwc(net.heatmap(nchw(x))))
     feats = zoo.DRN_C_26(weights=zip_path, mode="features")(x)
@@ -101,7 +106,7 @@ def _drnseg_parity(tmp_path, size):
     x = images(1, *size, seed=4)
     want = nhwc(seg(nchw(x)))
     zip_path, legacy_path = _save_both(seg, tmp_path, "seg")
-    _, prefixed = _save_both(seg, tmp_path, "seg_dp", prefix="module.")
+    prefixed = _save_zip(seg, tmp_path, "seg_dp", prefix="module.")
     for path in (zip_path, legacy_path, prefixed):
         model = zoo.DRN_D_22(weights=path, mode="dense", classes=19)
         _close(model(x, training=False), want)
@@ -122,14 +127,14 @@ def test_drnseg_odd_size_is_the_official_top_left_crop(tmp_path):
     x = images(1, 37, 50, seed=5)
     full = nhwc(seg(nchw(x)))
     assert full.shape[1:3] == (40, 56)  # 8 * ceil(H / 8)
-    zip_path, _ = _save_both(seg, tmp_path, "segc")
+    zip_path = _save_zip(seg, tmp_path, "segc")
     model = zoo.DRN_C_26(weights=zip_path, mode="dense", classes=5)
     _close(model(x, training=False), full[:, :37, :50])
 
 
 def test_imagenet_checkpoint_into_dense_keeps_bilinear_up(tmp_path):
     net = ref.randomize_(ref.RefDRN("drn_d_22"), 6)
-    zip_path, _ = _save_both(net, tmp_path, "d22")
+    zip_path = _save_zip(net, tmp_path, "d22")
     model = zoo.DRN_D_22(weights=zip_path, mode="dense", classes=3)
     want = ref.RefDRNSeg("drn_d_22", 3).up.weight.numpy().transpose(2, 3, 0, 1)
     _close(model.get_layer("up").get_weights()[0], want, atol=0)
@@ -140,7 +145,7 @@ def test_imagenet_checkpoint_into_dense_keeps_bilinear_up(tmp_path):
 def test_drn_a_output_stride_32_is_plain_resnet(tmp_path):
     net = ref.randomize_(ref.RefDRN("drn_a_18", output_stride=32), 7)
     x = images(1, *PARITY_SIZE, seed=7)
-    zip_path, _ = _save_both(net, tmp_path, "r18")
+    zip_path = _save_zip(net, tmp_path, "r18")
     model = zoo.DRN_A_18(weights=zip_path, output_stride=32, mode="heatmap", classifier_activation=None)
     got = model(x, training=False)
     assert got.shape == (1, 2, 3, 1000)
@@ -221,7 +226,7 @@ def test_unknown_output_stride_refused():
 
 def test_wrong_variant_fails_before_loading(tmp_path):
     net = ref.randomize_(ref.RefDRN("drn_c_26"), 8)
-    zip_path, _ = _save_both(net, tmp_path, "c26")
+    zip_path = _save_zip(net, tmp_path, "c26")
     model = zoo.DRN_D_22()
     before = snapshot(model)
     with pytest.raises(CheckpointError, match="layer0_0") as err:
@@ -231,7 +236,7 @@ def test_wrong_variant_fails_before_loading(tmp_path):
 
 
 def test_deeper_variant_names_first_extra_key(tmp_path):
-    zip_path, _ = _save_both(ref.RefDRN("drn_d_38"), tmp_path, "d38")
+    zip_path = _save_zip(ref.RefDRN("drn_d_38"), tmp_path, "d38")
     with pytest.raises(CheckpointError, match=r"layer3\.2\.conv1"):
         zoo.DRN_D_22(weights=zip_path)
 
@@ -272,12 +277,16 @@ def _as_published(monkeypatch, model_name, tag, path):
 
 
 def test_cityscapes_tag_resolves_locally_with_19_classes(tmp_path, monkeypatch):
-    seg = ref.randomize_(ref.RefDRNSeg("drn_d_38", 19), 9)
-    save_torch(seg.state_dict(), tmp_path / "drn_d_38_cityscapes.pth")
-    _as_published(monkeypatch, "drn_d_38", "cityscapes", tmp_path / "drn_d_38_cityscapes.pth")
+    from zoo.weights import file_spec
+
+    seg = ref.randomize_(ref.RefDRNSeg(LIGHT_DRN, 19), 9)
+    path = tmp_path / file_spec(LIGHT_DRN, "cityscapes")["file"]
+    save_torch(seg.state_dict(), path)
+    _as_published(monkeypatch, LIGHT_DRN, "cityscapes", path)
     monkeypatch.setenv("KERAS_ZOO_WEIGHTS", str(tmp_path))
     x = images(1, 48, 72, seed=9)
-    model = zoo.DRN_D_38(weights="cityscapes", mode="dense")  # classes from the manifest
+    model = zoo.create_model(LIGHT_DRN, weights="cityscapes", mode="dense")  # classes from the manifest
+    assert model.output.shape[-1] == 19
     _close(model(x, training=False), nhwc(seg(nchw(x))))
 
 

@@ -27,6 +27,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from tests.support.helpers import randomize, save_legacy_h5, tiny_model  # noqa: E402
+from tests.support.pickles import MAGIC, int_op, str_op  # noqa: E402
 from zoo.weights.readers.errors import CheckpointError  # noqa: E402
 
 DEFAULT_EXAMPLES = 20
@@ -34,19 +36,8 @@ SLOW_EXAMPLES = 300
 PEAK_LIMIT = 64 << 20  # bytes traced during one load; the files are a few KiB
 TIME_LIMIT = 30.0  # seconds for one load, on a loaded 2-core machine
 
-MAGIC = 0x1950A86A20F9469CFC6C
-
 # Spliced zips duplicate member names on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
-
-
-def _tiny_model():
-    import keras
-
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    return keras.Model(inputs, keras.layers.Dense(2, name="fc")(x), name="tiny")
 
 
 class Env:
@@ -55,13 +46,12 @@ class Env:
     def __init__(self, folder):
         import torch
 
-        from tests.helpers import randomize, save_legacy_h5
         from zoo.weights.readers.h5 import read_h5
         from zoo.weights.readers.pth import read_pth
 
         self.folder = folder
-        self.model = _tiny_model()
-        src = randomize(_tiny_model(), seed=3)
+        self.model = tiny_model()
+        src = randomize(tiny_model(), seed=3)
         self.files = {
             "h5_legacy": save_legacy_h5(src, str(folder / "legacy.h5")),
             "weights_h5": str(folder / "model.weights.h5"),
@@ -257,31 +247,17 @@ STRINGS = ["w", "conv.weight", "storage", "cpu", "0", "1", "state_dict", "name",
            "neg", "conj", "module"]
 
 
-def _int_op(v):
-    if 0 <= v < 256:
-        return b"K" + bytes([v])
-    if -(2 ** 31) <= v < 2 ** 31:
-        return b"J" + struct.pack("<i", v)
-    raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
-    return b"\x8a" + bytes([len(raw)]) + raw
-
-
-def _str_op(s):
-    raw = s.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
 @st.composite
 def opcode(draw):
     kind = draw(st.sampled_from(
         ["int", "bigint", "str", "const", "container", "mark", "build_tuple", "setitem", "append",
          "build", "reduce", "persid", "pop", "dup", "memo", "global", "newobj", "stack_global", "tuple_of_ints"]))
     if kind == "int":
-        return _int_op(draw(st.integers(-2, 300)))
+        return int_op(draw(st.integers(-2, 300)))
     if kind == "bigint":
-        return _int_op(draw(st.sampled_from([2 ** 28, 2 ** 31 - 1, 2 ** 40, 2 ** 63, -(2 ** 31), 16384])))
+        return int_op(draw(st.sampled_from([2 ** 28, 2 ** 31 - 1, 2 ** 40, 2 ** 63, -(2 ** 31), 16384])))
     if kind == "str":
-        return _str_op(draw(st.sampled_from(STRINGS)))
+        return str_op(draw(st.sampled_from(STRINGS)))
     if kind == "const":
         return draw(st.sampled_from([b"N", b"\x88", b"\x89"]))
     if kind == "container":
@@ -318,7 +294,7 @@ def opcode(draw):
     if kind == "stack_global":
         return b"\x93"
     values = draw(st.lists(st.sampled_from([0, 1, 3, 4, 16384, 2 ** 31]), max_size=3))
-    return b"(" + b"".join(_int_op(v) for v in values) + b"t"
+    return b"(" + b"".join(int_op(v) for v in values) + b"t"
 
 
 @st.composite
@@ -331,11 +307,11 @@ def tensor_pickle(draw):
     stride = tuple(draw(big) for _ in range(rank))
     numel, offset = draw(big), draw(big)
     storage = draw(st.sampled_from(["FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage"]))
-    pid = (b"(" + _str_op("storage") + b"ctorch\n" + storage.encode() + b"\n" + _str_op("0") + _str_op("cpu")
-           + _int_op(numel) + b"tQ")
-    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + _int_op(offset) + b"(" + b"".join(map(_int_op, size))
-              + b"t(" + b"".join(map(_int_op, stride)) + b"t\x89ccollections\nOrderedDict\n)RtR")
-    return b"\x80\x02}(" + _str_op("conv.weight") + tensor + b"u."
+    pid = (b"(" + str_op("storage") + b"ctorch\n" + storage.encode() + b"\n" + str_op("0") + str_op("cpu")
+           + int_op(numel) + b"tQ")
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + int_op(offset) + b"(" + b"".join(map(int_op, size))
+              + b"t(" + b"".join(map(int_op, stride)) + b"t\x89ccollections\nOrderedDict\n)RtR")
+    return b"\x80\x02}(" + str_op("conv.weight") + tensor + b"u."
 
 
 @st.composite

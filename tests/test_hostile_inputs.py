@@ -15,56 +15,10 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.helpers import save_torch
+from tests.support.helpers import assert_untouched, save_legacy_h5, save_torch, snapshot, tiny_model, write_png
+from tests.support.pickles import MAGIC, global_op, legacy_bytes, op, tensor_pickle, write_zip
 from zoo.weights.readers.errors import CheckpointError
 from zoo.weights.readers.pth import is_pth, read_pth
-
-MAGIC = 0x1950A86A20F9469CFC6C
-
-
-# --------------------------------------------------------------------------
-# Hand-made pickles (no torch needed to write an attack).
-# --------------------------------------------------------------------------
-
-
-def _op(value):
-    """The protocol-2 opcodes that push ``value`` (no PROTO, no STOP)."""
-    return pickle.dumps(value, 2)[2:-1]
-
-
-def _global(module, name):
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def _tensor_pickle(size, stride, numel, storage="FloatStorage", offset=0, key="0", count=1):
-    """``{"w0": tensor, ...}`` over one storage, as torch's zip format pickles it."""
-    pid = b"(" + _op("storage") + _global("torch", storage) + _op(key) + _op("cpu") + _op(numel) + b"tQ"
-    body = b"\x80\x02}("
-    for i in range(count):
-        body += (_op(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _op(offset)
-                 + _op(tuple(size)) + _op(tuple(stride)) + b"\x89"
-                 + _global("collections", "OrderedDict") + b")RtR")
-    return body + b"u."
-
-
-def _write_zip(path, pkl, members=(), compress=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression=compress) as zf:
-        zf.writestr("archive/data.pkl", pkl)
-        for name, data in members:
-            zf.writestr(f"archive/data/{name}", data)
-    return path
-
-
-def _legacy_bytes(obj_pickle, keys, records):
-    """A legacy (torch < 1.6) file around a hand-made object pickle."""
-    out = pickle.dumps(MAGIC, 2) + pickle.dumps(1001, 2)
-    out += pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                         "type_sizes": {"short": 2, "int": 4, "long": 8}}, 2)
-    out += obj_pickle + pickle.dumps(keys, 2)
-    for numel, data in records:
-        out += struct.pack("<q", numel) + data
-    return out
-
 
 def _peak(fn):
     """Runs ``fn``; returns (its exception or None, peak traced bytes)."""
@@ -136,13 +90,13 @@ def test_build_on_any_allowed_global_is_refused(tmp_path, good_pth, module, name
              "__call__": print, "__code__": None}
     # BUILD with a dict sets __dict__ entries; with (None, dict) it calls setattr.
     arg = state if how == "dict_state" else (None, state)
-    attack = b"\x80\x02" + _global(module, name) + _op(arg) + b"b0" + _op(MAGIC) + b"."
+    attack = b"\x80\x02" + global_op(module, name) + op(arg) + b"b0" + op(MAGIC) + b"."
     for fmt in ("legacy", "zip"):
         path = tmp_path / f"attack_{fmt}.pth"
         if fmt == "legacy":
             path.write_bytes(attack)
         else:
-            _write_zip(path, attack)
+            write_zip(path, attack)
         is_pth(path)
         with pytest.raises(CheckpointError) as err:
             read_pth(path)
@@ -173,7 +127,7 @@ LIMIT = 32 << 20  # far below the gigabytes the attacks used to allocate
 
 def test_stride0_view_is_not_expanded(tmp_path, good_pth):
     paths, expected = good_pth
-    path = _write_zip(tmp_path / "bomb.pth", _tensor_pickle((16384, 16384), (0, 0), 1),
+    path = write_zip(tmp_path / "bomb.pth", tensor_pickle((16384, 16384), (0, 0), 1),
                       [("0", np.float32(1).tobytes())])
     assert os.path.getsize(path) < 1000
     err, peak = _peak(lambda: read_pth(path))
@@ -186,10 +140,10 @@ def test_stride0_view_is_not_expanded(tmp_path, good_pth):
 def test_stride0_view_is_bounded_by_its_storage(tmp_path):
     data = [("0", np.arange(3, dtype="<f4").tobytes())]
     # No more elements than stored: bounded, so it loads.
-    path = _write_zip(tmp_path / "bcast.pth", _tensor_pickle((3,), (0,), 3), data)
+    path = write_zip(tmp_path / "bcast.pth", tensor_pickle((3,), (0,), 3), data)
     np.testing.assert_array_equal(read_pth(path)["w0"], [0, 0, 0])
     # More elements than stored would be an expansion: refused.
-    path = _write_zip(tmp_path / "expand.pth", _tensor_pickle((2, 3), (0, 1), 3), data)
+    path = write_zip(tmp_path / "expand.pth", tensor_pickle((2, 3), (0, 1), 3), data)
     with pytest.raises(CheckpointError, match="stride-0"):
         read_pth(path)
 
@@ -198,20 +152,20 @@ def test_many_keys_over_one_storage_stay_within_budget(tmp_path):
     # 400 distinct views of a 64 KiB storage: 400 x 64 KiB would be 25 MiB.
     n = 16384
     body = b"\x80\x02}("
-    pid = (b"(" + _op("storage") + _global("torch", "FloatStorage") + _op("0") + _op("cpu")
-           + _op(n) + b"tQ")
+    pid = (b"(" + op("storage") + global_op("torch", "FloatStorage") + op("0") + op("cpu")
+           + op(n) + b"tQ")
     for i in range(400):
-        body += (_op(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid
-                 + _op(i) + _op((n - i,)) + _op((1,)) + b"\x89" + _global("collections", "OrderedDict")
+        body += (op(f"w{i}") + global_op("torch._utils", "_rebuild_tensor_v2") + b"(" + pid
+                 + op(i) + op((n - i,)) + op((1,)) + b"\x89" + global_op("collections", "OrderedDict")
                  + b")RtR")
-    path = _write_zip(tmp_path / "views.pth", body + b"u.", [("0", bytes(4 * n))])
+    path = write_zip(tmp_path / "views.pth", body + b"u.", [("0", bytes(4 * n))])
     err, peak = _peak(lambda: read_pth(path))
     assert isinstance(err, CheckpointError) and "storage bytes the file holds" in str(err), err
     assert peak < LIMIT, peak
 
 
 def test_tied_weights_share_one_array(tmp_path):
-    path = _write_zip(tmp_path / "tied.pth", _tensor_pickle((4,), (1,), 4, count=50),
+    path = write_zip(tmp_path / "tied.pth", tensor_pickle((4,), (1,), 4, count=50),
                       [("0", np.arange(4, dtype="<f4").tobytes())])
     got = read_pth(path)
     assert len(got) == 50 and all(v is got["w0"] for v in got.values())
@@ -228,7 +182,7 @@ def _deflate_bomb(total_mib):
 
 def _zip_with_deflated_member(path, pkl, stream, declared_size):
     """A zip whose data/0 member is ``stream`` (deflate), declaring ``declared_size``."""
-    _write_zip(path, pkl, [("0", stream)])
+    write_zip(path, pkl, [("0", stream)])
     raw = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo("archive/data/0")
@@ -248,7 +202,7 @@ def test_zip_bomb_declaring_its_size_is_refused_before_reading(tmp_path):
     # The issue's case: ~1 MB on disk, 1 GiB inflated, and a pickle that
     # claims a storage of that size.
     stream = _deflate_bomb(1024)
-    pkl = _tensor_pickle((1 << 28,), (1,), 1 << 28)
+    pkl = tensor_pickle((1 << 28,), (1,), 1 << 28)
     path = _zip_with_deflated_member(tmp_path / "zipbomb.pth", pkl, stream, 1 << 30)
     assert os.path.getsize(path) < 2 << 20
     err, peak = _peak(lambda: read_pth(path))
@@ -258,7 +212,7 @@ def test_zip_bomb_declaring_its_size_is_refused_before_reading(tmp_path):
 
 def test_zip_member_inflating_past_its_declared_size_is_cut_there(tmp_path):
     stream = _deflate_bomb(256)
-    path = _zip_with_deflated_member(tmp_path / "liar.pth", _tensor_pickle((1,), (1,), 1), stream, 4)
+    path = _zip_with_deflated_member(tmp_path / "liar.pth", tensor_pickle((1,), (1,), 1), stream, 4)
     err, peak = _peak(lambda: read_pth(path))
     # zipfile stops at the declared 4 bytes, so either the (zero) value loads
     # or the CRC check refuses it: never gigabytes.
@@ -273,18 +227,18 @@ def test_pickle_memo_index_bomb(tmp_path):
     legacy.write_bytes(pickle.dumps(MAGIC, 2) + bomb)  # the bomb as the protocol record
     sniffed = tmp_path / "memo_sniffed.pth"
     sniffed.write_bytes(pickle.dumps(MAGIC, 2)[:-1] + b"0" + bomb[2:])  # inside the sniffed head
-    for path in (_write_zip(tmp_path / "memo.pth", bomb), legacy, sniffed):
+    for path in (write_zip(tmp_path / "memo.pth", bomb), legacy, sniffed):
         err, peak = _peak(lambda: (is_pth(path), read_pth(path)))
         assert isinstance(err, CheckpointError) and str(path) in str(err), err
         assert peak < LIMIT, peak
 
 
 def test_legacy_storage_larger_than_the_file(tmp_path):
-    obj = _tensor_pickle((1 << 28,), (1,), 1 << 28)
+    obj = tensor_pickle((1 << 28,), (1,), 1 << 28)
     # Legacy persistent ids carry a sixth field (the view).
-    obj = obj.replace(_op(1 << 28) + b"tQ", _op(1 << 28) + b"NtQ")
+    obj = obj.replace(op(1 << 28) + b"tQ", op(1 << 28) + b"NtQ")
     path = tmp_path / "legacy_bomb.pth"
-    path.write_bytes(_legacy_bytes(obj, ["0"], [(1 << 28, b"\0" * 16)]))
+    path.write_bytes(legacy_bytes(obj, ["0"], [(1 << 28, b"\0" * 16)]))
     err, peak = _peak(lambda: read_pth(path))
     assert isinstance(err, CheckpointError) and "truncated" in str(err).replace(str(path), ""), err
     assert peak < LIMIT, peak
@@ -295,30 +249,12 @@ def test_legacy_storage_larger_than_the_file(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def _tiny_model():
-    import keras
-
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    return keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
-
-
-def _snapshot(model):
-    return [w.copy() for w in model.get_weights()]
-
-
-def _assert_untouched(model, before):
-    for a, b in zip(model.get_weights(), before, strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_wrong_rank_torch_tensor_names_file_and_layer(tmp_path):
     torch = pytest.importorskip("torch")
     from zoo import weights as zw
 
-    model = _tiny_model()
-    before = _snapshot(model)
+    model = tiny_model()
+    before = snapshot(model)
     sd = {"conv.weight": torch.ones(4, 3, 3), "conv.bias": torch.ones(4),  # 3-D for a conv
           "bn.weight": torch.ones(4), "bn.bias": torch.ones(4), "bn.running_mean": torch.ones(4),
           "bn.running_var": torch.ones(4), "fc.weight": torch.ones(2, 4), "fc.bias": torch.ones(2)}
@@ -328,15 +264,13 @@ def test_wrong_rank_torch_tensor_names_file_and_layer(tmp_path):
         zw.load_weights(model, path, "tiny")
     msg = str(err.value)
     assert path in msg and "'conv'" in msg and "(4, 3, 3)" in msg and "(3, 3, 3, 4)" in msg, msg
-    _assert_untouched(model, before)
+    assert_untouched(model, before)
 
 
 def _malformed_h5(tmp_path, how):
     import h5py
 
-    from tests.helpers import save_legacy_h5
-
-    path = save_legacy_h5(_tiny_model(), str(tmp_path / f"{how}.h5"))
+    path = save_legacy_h5(tiny_model(), str(tmp_path / f"{how}.h5"))
     with h5py.File(path, "r+") as f:
         if how == "scalar_for_group":
             del f["bn"]
@@ -369,13 +303,13 @@ def test_malformed_h5_is_a_checkpoint_error_naming_the_file(tmp_path, how):
     from zoo import weights as zw
 
     path = _malformed_h5(tmp_path, how)
-    model = _tiny_model()
-    before = _snapshot(model)
+    model = tiny_model()
+    before = snapshot(model)
     err, peak = _peak(lambda: zw.load_weights(model, path, "tiny"))
     assert isinstance(err, CheckpointError), repr(err)
     assert path in str(err)
     assert peak < LIMIT, peak
-    _assert_untouched(model, before)
+    assert_untouched(model, before)
 
 
 def test_zoo_convert_of_malformed_h5_is_one_line_exit_2(tmp_path, capsys):
@@ -432,12 +366,12 @@ def test_cli_error_as_a_process(tmp_path):
 def test_load_weights_with_two_arguments(tmp_path):
     import zoo
 
-    src = _tiny_model()
+    src = tiny_model()
     for w in src.weights:
         w.assign(np.random.default_rng(len(w.path)).normal(size=w.shape).astype("float32"))
     path = str(tmp_path / "tiny.weights.h5")
     src.save_weights(path)
-    dst = _tiny_model()
+    dst = tiny_model()
     assert zoo.load_weights(dst, path) is dst
     for a, b in zip(src.get_weights(), dst.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -455,7 +389,7 @@ def test_load_weights_two_arguments_pytorch_layout(tmp_path):
           "fc.bias": torch.randn(2, generator=g)}
     path = str(tmp_path / "tiny.pth")
     save_torch(sd, path)
-    model = zoo.load_weights(_tiny_model(), path)
+    model = zoo.load_weights(tiny_model(), path)
     np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0],
                                   sd["conv.weight"].numpy().transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(model.get_layer("fc").get_weights()[0], sd["fc.weight"].numpy().T)
@@ -466,7 +400,7 @@ def test_published_tag_wins_over_a_file_of_that_name(tmp_path, monkeypatch):
     from zoo import weights as zw
 
     monkeypatch.chdir(tmp_path)
-    src = _tiny_model()
+    src = tiny_model()
     src.save_weights("tiny.weights.h5")
     os.rename("tiny.weights.h5", "imagenet")  # a valid weights file named like the tag
     os.mkdir("imagenet_folder")
@@ -479,9 +413,9 @@ def test_published_tag_wins_over_a_file_of_that_name(tmp_path, monkeypatch):
     monkeypatch.setattr(zw, "resolve_file", fake_resolve)
     assert not zw.is_weights_path("imagenet", "vgg16")
     assert zw.is_weights_path("./imagenet", "vgg16") and zw.is_weights_path("imagenet", None)
-    zw.load_weights(_tiny_model(), "imagenet", "vgg16")
+    zw.load_weights(tiny_model(), "imagenet", "vgg16")
     assert calls == [("vgg16", "imagenet", None)]  # the tag, not ./imagenet
-    zw.load_weights(_tiny_model(), "./imagenet", "vgg16")
+    zw.load_weights(tiny_model(), "./imagenet", "vgg16")
     assert len(calls) == 1  # ./imagenet means the path
 
 
@@ -504,7 +438,7 @@ def test_import_zoo_registers_every_serialisable_class(tmp_path):
 
     from zoo.training import train
 
-    model = _tiny_model()
+    model = tiny_model()
     model.compile(optimizer="sgd", loss=train.SegmentationLoss(), metrics=[train.SegmentationMeanIoU(2)])
     path = str(tmp_path / "checkpoint.keras")
     model.save(path)
@@ -526,23 +460,13 @@ def tfds_dir(tmp_path):
     return str(tmp_path / "tfds")
 
 
-def _png(path, array, mode=None, palette=None):
-    from PIL import Image
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    im = Image.fromarray(array, mode) if mode else Image.fromarray(array)
-    if palette is not None:
-        im.putpalette(palette)
-    im.save(path)
-
-
 def _folder(root, masks, image_size=(6, 5)):
     for i, mask in enumerate(masks):
-        _png(str(root / "images" / f"im{i}.png"), np.full(image_size + (3,), 40 * i, "uint8"))
+        write_png(str(root / "images" / f"im{i}.png"), np.full(image_size + (3,), 40 * i, "uint8"))
         if isinstance(mask, tuple):
-            _png(str(root / "masks" / f"im{i}.png"), *mask)
+            write_png(str(root / "masks" / f"im{i}.png"), *mask)
         else:
-            _png(str(root / "masks" / f"im{i}.png"), mask)
+            write_png(str(root / "masks" / f"im{i}.png"), mask)
     return root
 
 
@@ -602,7 +526,7 @@ def test_folder_cache_notices_changed_files(tmp_path, tfds_dir):
 
     root = _folder(tmp_path / "d", [np.zeros((6, 5), "uint8")])
     assert _masks(data.load(f"folder:{root}", "train", tfds_dir))[0].max() == 0
-    _png(str(root / "masks" / "im0.png"), np.full((6, 5), 2, "uint8"))
+    write_png(str(root / "masks" / "im0.png"), np.full((6, 5), 2, "uint8"))
     os.utime(root / "masks" / "im0.png", ns=(1, 10**18))  # a different mtime, whatever the clock
     src = data.load(f"folder:{root}", "train", tfds_dir)
     assert src.num_classes == 3
@@ -630,7 +554,8 @@ _KILL_IN_SAVE = (
     "        os.kill(os.getpid(), signal.SIGKILL)\n"
     "    return original(self, filepath, *args, **kwargs)\n"
     "keras.Model.save = save\n"
-    "sys.exit(finetune.main(sys.argv[1:]))\n"
+    "from zoo.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
 )
 
 
@@ -673,7 +598,7 @@ def test_checkpoint_writer_failing_inside_save_keeps_last_checkpoint(tmp_path, m
 
     from zoo.training import finetune
 
-    model = _tiny_model()
+    model = tiny_model()
     writer = finetune._CheckpointWriter(str(tmp_path), {"model": "tiny"})
     writer.set_model(model)
     writer.on_epoch_end(0, {"loss": 1.0})

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import zoo
-from tests import resnet_torch_ref as tref
-from tests.helpers import save_torch
+from tests.support import resnet_torch_ref as tref
+from tests.support.helpers import save_torch
 from zoo import weights as zw
 from zoo.weights.convert import adapt_input_kernel, input_fed_layers
 from zoo.weights.readers.errors import CheckpointError
@@ -75,8 +75,8 @@ def test_grey_model_equals_rgb_model_on_repeated_grey(resnet18_file, rgb_model):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
 
 
-def test_keras_h5_first_conv_is_adapted_too(vgg16_reference):
-    _, _, notop = vgg16_reference
+def test_keras_h5_first_conv_is_adapted_too(vgg16_notop):
+    _, notop = vgg16_notop
     ref = zoo.VGG16(weights=notop, mode="features", input_shape=(H, W, 3))
     model = zoo.VGG16(weights=notop, mode="features", input_shape=(H, W, 3), in_channels=4)
     assert model.input_shape[-1] == 4

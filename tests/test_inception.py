@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import EXACT, REFERENCE, assert_close, randomize, save_legacy_h5, save_torch
+from tests.cases import min_side
+from tests.support.helpers import (EXACT, REFERENCE, assert_close, nchw, nhwc, normal, randomize, save_legacy_h5,
+                                   save_torch)
 from zoo.analysis.flops import count_flops
 from zoo.weights.readers.errors import CheckpointError
 from zoo.models import inception
@@ -22,7 +24,7 @@ FEATURES = {"rtol": 1e-4, "atol": 1e-4}
 @pytest.fixture(scope="module")
 def torch_googlenet(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from tests import googlenet_torch_ref as ref
+    from tests.support import googlenet_torch_ref as ref
 
     net = ref.randomize(ref.GoogLeNet(classes=10, aux_logits=True, transform_input=True)).eval()
     folder = tmp_path_factory.mktemp("googlenet")
@@ -31,11 +33,11 @@ def torch_googlenet(tmp_path_factory):
     save_torch(net.state_dict(), files["legacy"], legacy=True)
     # Odd and even sides: the ceil-mode pools and the adaptive aux pool (6x8
     # -> 4x4, overlapping windows) are exercised.
-    x = np.random.default_rng(1).normal(size=(2, 99, 131, 3)).astype("float32")
+    x = normal((2, 99, 131, 3), seed=1)
     with torch.no_grad():
-        xt = torch.from_numpy(x.transpose(0, 3, 1, 2))
+        xt = nchw(x)
         logits, aux2, aux1 = (t.numpy() for t in net(xt))
-        feats = {k: v.numpy().transpose(0, 2, 3, 1) for k, v in net.features(xt).items()}
+        feats = {k: nhwc(v) for k, v in net.features(xt).items()}
     return {"files": files, "x": x, "logits": logits, "aux2": aux2, "aux1": aux1, "feats": feats}
 
 
@@ -44,7 +46,7 @@ def test_googlenet_matches_torch(torch_googlenet, fmt):
     ref = torch_googlenet
     model = zoo.GoogLeNet(weights=ref["files"][fmt], input_shape=(99, 131, 3), classes=10,
                           aux_logits=True, transform_input=True, classifier_activation=None)
-    logits, aux2, aux1 = model.predict(ref["x"], verbose=0)
+    logits, aux2, aux1 = (np.asarray(t) for t in model(ref["x"], training=False))
     for name, got, want in (("logits", logits, ref["logits"]), ("aux2", aux2, ref["aux2"]),
                             ("aux1", aux1, ref["aux1"])):
         assert got.shape == want.shape, name
@@ -54,7 +56,7 @@ def test_googlenet_matches_torch(torch_googlenet, fmt):
 def test_googlenet_features_and_heatmap_match_torch(torch_googlenet):
     ref = torch_googlenet
     feats = zoo.GoogLeNet(weights=ref["files"]["zip"], mode="features", transform_input=True)
-    out = feats.predict(ref["x"], verbose=0)
+    out = {k: np.asarray(v) for k, v in feats(ref["x"], training=False).items()}
     levels = {"P2": "stem", "P3": "inception3", "P4": "inception4", "P5": "inception5"}
     assert sorted(out) == sorted(levels)
     for key in out:
@@ -65,16 +67,16 @@ def test_googlenet_features_and_heatmap_match_torch(torch_googlenet):
     # map is exactly global average pooling then fc.
     heat = zoo.GoogLeNet(weights=ref["files"]["legacy"], mode="heatmap", classes=10,
                          transform_input=True, classifier_activation=None)
-    h = heat.predict(ref["x"], verbose=0)
+    h = np.asarray(heat(ref["x"], training=False))
     assert h.shape == (2, 3, 4, 10)
     assert_close(h.mean(axis=(1, 2)), ref["logits"], **REFERENCE, what="heatmap mean")
 
 
 def test_googlenet_modes_shapes():
     model = zoo.GoogLeNet(mode="dense", classes=5)
-    x = np.zeros((1, 67, 93, 3), "float32")
-    assert model.predict(x, verbose=0).shape == (1, 67, 93, 5)
-    assert model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0).shape == (1, 64, 64, 5)
+    m = min_side("googlenet", "dense")
+    for hw in ((m, m), (m + 6, 2 * m + 3)):  # the smallest input, and odd sides
+        assert model(np.zeros((1, *hw, 3), "float32"), training=False).shape == (1, *hw, 5)
     classify = zoo.GoogLeNet(classes=7)
     assert classify.output.shape == (None, 7)
     assert [l.name for l in classify.layers if l.name.startswith("aux")] == []
@@ -89,8 +91,8 @@ def test_googlenet_paper_variant_builds():
     assert {"norm1", "norm2"} <= names and not any(n.endswith("_bn") for n in names)
     assert model.get_layer("inception3a_branch3_1_conv").kernel_size == (5, 5)
     assert model.get_layer("maxpool4").pool_size == (3, 3)
-    out = model.predict(np.random.default_rng(0).uniform(size=(1, 224, 224, 3)), verbose=0)
-    assert all(np.isfinite(o).all() for o in out)
+    out = model(np.random.default_rng(0).uniform(size=(1, 224, 224, 3)).astype("float32"), training=False)
+    assert all(np.isfinite(np.asarray(o)).all() for o in out)
     with pytest.raises(ValueError, match="batch_norm=False"):
         zoo.GoogLeNet(weights="imagenet", batch_norm=False)
 
@@ -99,8 +101,8 @@ def test_lrn_matches_torch():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).uniform(0, 3, (2, 5, 6, 17)).astype("float32")
     got = inception.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(x)
-    want = torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(torch.from_numpy(x.transpose(0, 3, 1, 2)))
-    assert_close(got, want.numpy().transpose(0, 2, 3, 1), rtol=0.0, atol=1e-6, what="LRN")
+    want = torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(nchw(x))
+    assert_close(got, nhwc(want), rtol=0.0, atol=1e-6, what="LRN")
 
 
 def test_ceil_max_pool_matches_torch():
@@ -109,9 +111,9 @@ def test_ceil_max_pool_matches_torch():
         for side in (7, 8, 13, 14):
             x = np.random.default_rng(side).uniform(0, 1, (1, side, side + 1, 4)).astype("float32")
             inp = keras.Input(x.shape[1:])
-            got = keras.Model(inp, inception.ceil_max_pool(inp, k, "p")).predict(x, verbose=0)
+            got = np.asarray(keras.Model(inp, inception.ceil_max_pool(inp, k, "p"))(x))
             pool = torch.nn.MaxPool2d(k, stride=2, ceil_mode=True)
-            want = pool(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+            want = nhwc(pool(nchw(x)))
             assert got.shape == want.shape, (k, side)
             assert_close(got, want, **EXACT, what=f"ceil max pool k={k} side={side}")
 
@@ -136,26 +138,35 @@ def v3_files(tmp_path_factory):
     return {
         "top": save_legacy_h5(top, str(folder / "top.h5")),
         "notop": save_legacy_h5(notop, str(folder / "notop.h5")),
-        "x": x, "logits": top.predict(x, verbose=0), "mixed10": notop.predict(x, verbose=0),
+        "x": x, "logits": np.asarray(top(x, training=False)), "mixed10": np.asarray(notop(x, training=False)),
+        "keras_top": top,
     }
 
 
-def test_inception_v3_matches_keras_applications(v3_files):
+@pytest.fixture(scope="module")
+def v3_models(v3_files):
+    """Ours from the file with top: classify at the file's size, heatmap at any."""
+    top = v3_files["top"]
+    return {
+        "classify": zoo.InceptionV3(weights=top, input_shape=(107, 97, 3), classes=6,
+                                    classifier_activation=None),
+        "heatmap": zoo.InceptionV3(weights=top, mode="heatmap", classes=6, classifier_activation=None),
+    }
+
+
+def test_inception_v3_matches_keras_applications(v3_files, v3_models):
     ref = v3_files
-    model = zoo.InceptionV3(weights=ref["top"], input_shape=(107, 97, 3), classes=6,
-                            classifier_activation=None)
-    got = model.predict(ref["x"], verbose=0)
+    got = np.asarray(v3_models["classify"](ref["x"], training=False))
     assert got.shape == ref["logits"].shape
     assert_close(got, ref["logits"], **REFERENCE, what="logits")
-    heat = zoo.InceptionV3(weights=ref["top"], mode="heatmap", classes=6, classifier_activation=None)
-    h = heat.predict(ref["x"], verbose=0)
+    h = np.asarray(v3_models["heatmap"](ref["x"], training=False))
     assert_close(h.mean(axis=(1, 2)), ref["logits"], **REFERENCE, what="heatmap mean")
 
 
 def test_inception_v3_notop_features(v3_files):
     ref = v3_files
     model = zoo.InceptionV3(weights=ref["notop"], mode="features")
-    out = model.predict(ref["x"], verbose=0)
+    out = {k: np.asarray(v) for k, v in model(ref["x"], training=False).items()}
     assert sorted(out) == ["P2", "P3", "P4", "P5"]  # stem, mixed2, mixed7, mixed10
     want = ref["mixed10"]
     assert out["P5"].shape == want.shape
@@ -164,12 +175,11 @@ def test_inception_v3_notop_features(v3_files):
     zoo.InceptionV3(weights=ref["top"], mode="features")
 
 
-def test_inception_v3_file_order_table():
+def test_inception_v3_file_order_table(v3_files, v3_models):
     """The static table is keras.applications' weighted-layer order: same
     count, layer types and shapes position by position (parity above proves
     the pairing of equal-shaped layers)."""
-    ka = keras.applications.InceptionV3(weights=None, input_shape=(75, 75, 3), classes=3)
-    mine = zoo.InceptionV3(input_shape=(75, 75, 3), classes=3)
+    ka, mine = v3_files["keras_top"], v3_models["classify"]
     ref = [l for l in ka.layers if l.weights]
     table = inception.INCEPTION_V3_FILE_ORDER
     assert len(table) == len(ref) == len(set(table))
@@ -186,15 +196,16 @@ def test_inception_v3_rejects_wrong_file(tmp_path):
         zoo.InceptionV3(weights=path, mode="features")
 
 
-def test_inception_v3_modes_shapes():
+def test_inception_v3_modes_shapes(v3_models):
     dense = zoo.InceptionV3(mode="dense", classes=4)
-    for hw in ((75, 100), (111, 80)):
-        assert dense.predict(np.zeros((1,) + hw + (3,), "float32"), verbose=0).shape == (1,) + hw + (4,)
-    assert zoo.InceptionV3(classes=9).output.shape == (None, 9)
-    heat = zoo.InceptionV3(mode="heatmap", input_shape=(139, 139, 3), classes=2)
-    assert heat.output.shape == (None, 3, 3, 2)
-    with pytest.raises(ValueError, match="75"):
-        zoo.InceptionV3(input_shape=(64, 64, 3))
+    m = min_side("inception_v3", "dense")
+    for hw in ((m, m + 25), (m + 36, m + 5)):
+        assert dense(np.zeros((1,) + hw + (3,), "float32"), training=False).shape == (1,) + hw + (4,)
+    assert v3_models["classify"].output.shape == (None, 6)
+    heat = v3_models["heatmap"](np.zeros((1, 139, 139, 3), "float32"), training=False)
+    assert heat.shape == (1, 3, 3, 6)
+    with pytest.raises(ValueError, match=str(m)):
+        zoo.InceptionV3(input_shape=(m - 11, m - 11, 3))
 
 
 # --------------------------------------------------------------- savings

@@ -170,10 +170,10 @@ def test_manifest_record_per_weights(name, tag, file_key, kwargs):
     assert layer.spec == want
 
 
-def test_include_preprocessing_with_weights_file(vgg16_reference):
+def test_include_preprocessing_with_weights_file(vgg16_notop):
     """weights=<keras.applications .h5>: the layer takes that file's record
     (caffe) and the wrapped model on uint8 equals the bare one on preprocess(x)."""
-    _, _, notop = vgg16_reference
+    _, notop = vgg16_notop
     bare = zoo.create_model("vgg16", weights=notop, mode="features")
     wrapped = zoo.create_model("vgg16", weights=notop, mode="features", include_preprocessing=True)
     assert wrapped.get_layer("preprocess").spec == CAFFE

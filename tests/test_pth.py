@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.helpers import save_torch
+from tests.support.helpers import save_torch
 from zoo.weights.readers.errors import CheckpointError
 from zoo.weights.readers.pth import is_pth, read_pth
 

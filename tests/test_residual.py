@@ -6,24 +6,13 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.support.helpers import randomize
 from zoo.models import drn, residual, resnet
 
 
 def _weighted(model):
     return {layer.name: [tuple(w.shape) for w in layer.weights]
             for layer in model.layers if layer.weights}
-
-
-def _randomize(model, seed=0):
-    """Random weights with BN statistics far from identity."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if ws:
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if w.ndim == 1
-                else rng.normal(0, (2.0 / np.prod(w.shape[:-1])) ** 0.5, w.shape).astype(w.dtype)
-                for w in ws])
 
 
 def _dilations(model):
@@ -42,7 +31,7 @@ def test_drn_a_18_at_stride_32_is_the_torchvision_resnet18():
     dn = zoo.create_model("drn_a_18", mode="features", output_stride=32)
     assert _weighted(dn) == _weighted(net)
     # (Their model.layers orders differ by design: Layout.torch_graph.)
-    _randomize(net)
+    randomize(net)
     for layer in dn.layers:
         if layer.weights:
             layer.set_weights(net.get_layer(layer.name).get_weights())
@@ -105,7 +94,7 @@ def test_basic_block_without_residual_is_a_plain_stack():
     model = _block_model(residual.basic_block, 16, 1, False)
     names = [l.name for l in model.layers]
     assert "b_add" not in names and not any("downsample" in n for n in names)
-    _randomize(model)
+    randomize(model)
     x = np.random.default_rng(2).normal(size=(1, 9, 9, 8)).astype("float32")
     y = model.get_layer("b_bn1")(model.get_layer("b_conv1")(x))
     y = model.get_layer("b_bn2")(model.get_layer("b_conv2")(np.maximum(y, 0)))

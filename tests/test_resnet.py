@@ -8,21 +8,16 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import assert_close, randomize, save_legacy_h5, save_torch
+from tests.cases import LIGHT_RESNET, PARITY_SIZE
+from tests.support.helpers import (REFERENCE, assert_close, images, nchw, nhwc, randomize, save_legacy_h5,
+                                   save_torch, torch_forward, torch_kernel)
 from zoo.weights.readers.errors import CheckpointError
 
-H, W = 64, 80  # small, non-square inputs keep the tests fast
+H, W = PARITY_SIZE
 
 
 def _images(n, h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    return keras.applications.resnet.preprocess_input(
-        rng.uniform(0, 255, (n, h, w, 3)).astype("float32"))
-
-
-def _close(a, b, atol=1e-4, rel=0.0):
-    # Call sites against a torch reference pass helpers.REFERENCE's numbers.
-    assert_close(a, b, rtol=rel, atol=atol, what="ResNet vs reference")
+    return images(n, h, w, seed, preprocess=keras.applications.resnet.preprocess_input)
 
 
 # ------------------------------------------------------------ keras layout
@@ -41,7 +36,7 @@ def _keras_parity(tmp_path, builder, app):
     ours = builder(weights=f, input_shape=(H, W, 3), classifier_activation=None).predict_on_batch(x)
     assert ours.shape == (2, 1000)
     assert np.abs(theirs).max() > 1e-2  # a meaningful comparison
-    _close(ours, theirs, atol=1e-4)
+    assert_close(ours, theirs, rtol=0.0, atol=1e-4, what="ResNet vs keras.applications")
 
 
 def test_resnet50_matches_keras_applications(tmp_path):
@@ -56,7 +51,7 @@ def test_keras_top_file_in_heatmap_and_notop_file_in_features(tmp_path):
                         classifier_activation=None).predict_on_batch(x)
     ref = keras.applications.ResNet50(weights=f, classifier_activation=None)
     assert heat.shape == (1, 1, 1, 1000)
-    _close(heat[:, 0, 0], ref.predict_on_batch(x), atol=1e-4, rel=1e-5)
+    assert_close(heat[:, 0, 0], ref.predict_on_batch(x), **REFERENCE, what="ResNet vs reference")
     # keras.applications' notop layout (no predictions) into features mode.
     notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(H, W, 3))
     for layer in notop.layers:
@@ -65,7 +60,7 @@ def test_keras_top_file_in_heatmap_and_notop_file_in_features(tmp_path):
     g = save_legacy_h5(notop, str(tmp_path / "notop.h5"))
     x = _images(1, H, W, seed=10)
     feats = zoo.ResNet50(weights=g, mode="features").predict_on_batch(x)
-    _close(feats["P5"], notop.predict_on_batch(x), atol=1e-4, rel=1e-5)
+    assert_close(feats["P5"], notop.predict_on_batch(x), **REFERENCE, what="ResNet vs reference")
 
 
 @pytest.mark.slow
@@ -94,30 +89,19 @@ def test_keras_layout_names_and_epsilon():
 def _tref():
     """The torch reference module (skips the test without torch)."""
     pytest.importorskip("torch")
-    from tests import resnet_torch_ref
+    from tests.support import resnet_torch_ref
 
     return resnet_torch_ref
 
 
 def _assert_conv_loaded(model, layer_name, conv):
-    """The Keras conv ``layer_name`` holds torch ``conv``'s kernel exactly
-    ((out, in, kh, kw) -> (kh, kw, in, out))."""
-    want = conv.weight.detach().numpy().transpose(2, 3, 1, 0)
-    np.testing.assert_array_equal(model.get_layer(layer_name).get_weights()[0], want)
+    """The Keras conv ``layer_name`` holds torch ``conv``'s kernel exactly."""
+    np.testing.assert_array_equal(model.get_layer(layer_name).get_weights()[0], torch_kernel(conv))
 
 
 def _torch_checkpoint(tmp_path, model, legacy, name="ref.pth"):
     pytest.importorskip("torch")
     return save_torch(model.state_dict(), tmp_path / name, legacy=legacy)
-
-
-def _torch_run(model, x):
-    torch = pytest.importorskip("torch")
-    with torch.no_grad():
-        out = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    if isinstance(out, dict):
-        return {k: v.numpy().transpose(0, 2, 3, 1) for k, v in out.items()}
-    return out.numpy()
 
 
 @pytest.mark.parametrize("config, output_stride, legacy", [
@@ -137,9 +121,9 @@ def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_str
                             classifier_activation=None, **kwargs)
     assert ours.get_layer("layer1_0_bn1").epsilon == pytest.approx(1e-5)
     got = ours.predict_on_batch(x)
-    want = _torch_run(ref, x)
+    want = torch_forward(ref, x)
     assert np.abs(want).max() > 1e-2
-    _close(got, want, atol=1e-4, rel=1e-5)
+    assert_close(got, want, **REFERENCE, what="ResNet vs reference")
 
 
 def test_imagenet_pth_into_features_and_dense(tmp_path):
@@ -155,9 +139,9 @@ def test_imagenet_pth_into_features_and_dense(tmp_path):
     assert sorted(feats) == ["P1", "P2", "P3"]
     c4_model = keras.Model(model.input, model.get_layer("layer3_1_out").output)
     with torch.no_grad():
-        c4, c5 = ref.features(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    _close(feats["P3"], c5.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
-    _close(c4_model.predict_on_batch(x), c4.numpy().transpose(0, 2, 3, 1), atol=1e-4, rel=1e-5)
+        c4, c5 = ref.features(nchw(x))
+    assert_close(feats["P3"], nhwc(c5), **REFERENCE, what="ResNet-18 P3 vs torch c5")
+    assert_close(c4_model.predict_on_batch(x), nhwc(c4), **REFERENCE, what="ResNet-18 c4 vs torch")
     # Dense mode: fc is not used, the new FCN head keeps its initial values.
     dense = zoo.ResNet18(weights=f, mode="dense", classes=4)
     _assert_conv_loaded(dense, "layer4_1_conv2", ref.layer4[1].conv2)
@@ -169,18 +153,18 @@ def test_fcn_dense_matches_torch_reference(tmp_path):
     ref = tref.randomize(tref.FCN(tref.build("resnet50", 8), classes=21), seed=3)
     f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn.pth")
     x = _images(1, H, W, seed=4)
-    want = _torch_run(ref, x)
+    want = torch_forward(ref, x)
     model = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
                          aux_head=True, input_shape=(H, W, 3))
     got = model.predict_on_batch(x)
     assert got["out"].shape == (1, H, W, 21)
-    _close(got["out"], want["out"], atol=1e-4, rel=1e-5)
-    _close(got["aux"], want["aux"], atol=1e-4, rel=1e-5)
+    assert_close(got["out"], want["out"], **REFERENCE, what="ResNet vs reference")
+    assert_close(got["aux"], want["aux"], **REFERENCE, what="ResNet vs reference")
     # Without the aux head the published aux_classifier.* keys are ignored.
     plain = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
                          input_shape=(H, W, 3))
     assert not any(l.name.startswith("aux_") for l in plain.layers)
-    _close(plain.predict_on_batch(x), want["out"], atol=1e-4, rel=1e-5)
+    assert_close(plain.predict_on_batch(x), want["out"], **REFERENCE, what="ResNet vs reference")
 
 
 # ---------------------------------------------------------------- heatmap
@@ -200,7 +184,7 @@ def test_heatmap_cell_is_head_on_c5_window():
     for i in range(3):
         for j in range(4):
             want = c5[:, i:i + 7, j:j + 7].mean(axis=(1, 2)) @ kernel + bias
-            _close(heat[:, i, j], want, atol=1e-4, rel=1e-5)
+            assert_close(heat[:, i, j], want, **REFERENCE, what="ResNet vs reference")
     # True sliding 224 crops see zero padding at the crop border instead of
     # the neighbouring pixels: report the difference, never assert it.
     cl = zoo.ResNet18(input_shape=(224, 224, 3), classifier_activation=None)

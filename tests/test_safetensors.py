@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from tests import resnet_torch_ref as tref
+from tests.support import resnet_torch_ref as tref
 from zoo import weights as zw
 from zoo.weights.readers import safetensors as st_io
 from zoo.weights.readers.errors import CheckpointError

@@ -24,15 +24,8 @@ LIGHT = next((n for n in FAST if n in DENSE), DENSE[0])
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("tfds"))
-    data.load("zoo_shapes", "train", d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def batch(data_dir):
-    src = data.load("zoo_shapes", "train", data_dir)
+def batch(shapes_dir):
+    src = data.load("zoo_shapes", "train", shapes_dir)
     ds = data.make_pipeline(src.dataset, 32, 2, False, shuffle=0)
     return next(iter(ds))
 
@@ -206,17 +199,19 @@ def test_keras_round_trip_of_finetuned_model(batch, tmp_path):
 # ------------------------------------------------------------- the CLI
 
 
-def _cli(tmp_path, data_dir, epochs):
-    return finetune.main([
-        "finetune", "--model", LIGHT, "--data", "zoo_shapes", "--data-dir", data_dir,
+def _cli(tmp_path, shapes_dir, epochs):
+    from zoo.cli import main
+
+    return main([
+        "finetune", "--model", LIGHT, "--data", "zoo_shapes", "--data-dir", shapes_dir,
         "--epochs", str(epochs), "--batch-size", "2", "--size", "32", "--steps-per-epoch", "2",
         "--optimizer", "adam", "--lr", "1e-3", "--out", str(tmp_path), "--verbose", "0",
     ])
 
 
 @pytest.mark.train
-def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
-    assert _cli(tmp_path, data_dir, 1) == 0
+def test_finetune_cli_end_to_end_and_resume(tmp_path, shapes_dir, capsys):
+    assert _cli(tmp_path, shapes_dir, 1) == 0
     out = capsys.readouterr().out
     assert "validation IoU per class" in out and "triangle" in out, out
     for f in (finetune.CHECKPOINT, finetune.WEIGHTS, finetune.LOG, finetune.OVERLAY, finetune.STATE):
@@ -228,7 +223,7 @@ def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
     iterations = int(first.optimizer.iterations)
     assert iterations == 2
     # An interrupted or extended run resumes after the last completed epoch.
-    assert _cli(tmp_path, data_dir, 2) == 0
+    assert _cli(tmp_path, shapes_dir, 2) == 0
     assert "resuming" in capsys.readouterr().out
     rows = list(csv.DictReader(open(tmp_path / finetune.LOG)))
     assert [r["epoch"] for r in rows] == ["0", "1"], rows
@@ -238,7 +233,9 @@ def test_finetune_cli_end_to_end_and_resume(tmp_path, data_dir, capsys):
 
 
 def _demo_args(*argv):
-    return finetune.add_demo_arguments(__import__("argparse").ArgumentParser()).parse_args(list(argv))
+    from zoo.cli.train import add_demo_arguments
+
+    return add_demo_arguments(__import__("argparse").ArgumentParser()).parse_args(list(argv))
 
 
 def _timings_line(out):
@@ -297,12 +294,12 @@ def test_predict_fn_traces_once_for_any_batch_and_size():
 
 
 @pytest.mark.train
-def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys, monkeypatch):
+def test_demo_small_run_times_its_phases(tmp_path, shapes_dir, capsys, monkeypatch):
     written = []
     replace = finetune._replace_atomically
     monkeypatch.setattr(finetune, "_replace_atomically",
                         lambda path, write: (written.append(os.path.basename(path)), replace(path, write)))
-    args = _demo_args("--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0", "--model", LIGHT,
+    args = _demo_args("--out", str(tmp_path), "--data-dir", shapes_dir, "--verbose", "0", "--model", LIGHT,
                       "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2", "--size", "32")
     assert finetune.demo(args) == 0
     out = capsys.readouterr().out
@@ -323,8 +320,8 @@ def test_demo_small_run_times_its_phases(tmp_path, data_dir, capsys, monkeypatch
 
 
 @pytest.mark.slow
-def test_demo_learns(tmp_path, data_dir, capsys):
-    assert finetune.demo(_demo_args("--out", str(tmp_path), "--data-dir", data_dir, "--verbose", "0")) == 0
+def test_demo_learns(tmp_path, shapes_dir, capsys):
+    assert finetune.demo(_demo_args("--out", str(tmp_path), "--data-dir", shapes_dir, "--verbose", "0")) == 0
     out = capsys.readouterr().out
     line = [s for s in out.splitlines() if s.startswith("mIoU ")][-1]
     before, after = float(line.split()[1]), float(line.split()[3])

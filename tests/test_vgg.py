@@ -1,64 +1,72 @@
-"""VGG16/19 and FCN: parity with keras.applications and the FC-as-conv identity."""
+"""VGG16/19 and FCN: parity with keras.applications and a PyTorch forward,
+and the FC-as-conv identity."""
 
 import keras
 import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import assert_close, save_torch
+from tests.cases import CLASSIFY_SIZE, PARITY_SIZE
+from tests.support.helpers import assert_close, images, randomize, save_legacy_h5, save_torch, torch_forward
 from zoo.layers import bilinear_kernel
+
+# Deep random VGGs against an independent float32 reference: 1e-4 of the
+# largest reference value (no absolute floor).
+VGG = {"rtol": 1e-4, "atol": 0.0}
 
 
 def _images(n, h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    return keras.applications.vgg16.preprocess_input(rng.uniform(0, 255, (n, h, w, 3)).astype("float32"))
-
-
-def _close(a, b, rel=1e-4):
-    assert_close(a, b, rtol=rel, atol=0.0, what="VGG vs reference")
+    return images(n, h, w, seed, preprocess=keras.applications.vgg16.preprocess_input)
 
 
 def test_classify_matches_keras_applications(vgg16_reference):
     ref, top, _ = vgg16_reference
-    x = _images(2, 224, 224)
-    ours = zoo.VGG16(weights=top, classifier_activation=None).predict_on_batch(x)
-    theirs = keras.applications.VGG16(weights=top, classifier_activation=None).predict_on_batch(x)
-    assert ours.shape == (2, 1000)
-    _close(ours, theirs)
-    # Softmax by default, as keras.applications.
-    probs = zoo.VGG16(weights=top).predict_on_batch(x)
+    x = _images(2, *CLASSIFY_SIZE)
+    want = np.asarray(ref(x, training=False))  # the model the file was written from
+    # Softmax by default, as keras.applications; the logits under it are
+    # keras.applications' logits.
+    model = zoo.VGG16(weights=top)
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (2, 1000)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    fc2 = np.asarray(keras.Model(model.input, model.get_layer("fc2").output)(x, training=False))
+    kernel, bias = model.get_layer("predictions").get_weights()
+    logits = fc2 @ kernel + bias
+    assert_close(logits, want, **VGG, what="VGG16 logits vs keras.applications")
 
 
-def test_heatmap_at_224_is_classify(vgg16_reference):
+def test_heatmap_is_classify_at_224_and_the_fc_head_on_every_pool5_window(vgg16_reference):
     ref, top, _ = vgg16_reference
-    x = _images(2, 224, 224, seed=3)
-    heat = zoo.VGG16(weights=top, mode="heatmap", classifier_activation=None).predict_on_batch(x)
+    heatmap = zoo.VGG16(weights=top, mode="heatmap", classifier_activation=None)
+    # At 224 the map is one cell: keras.applications' classifier.
+    x = _images(2, *CLASSIFY_SIZE, seed=3)
+    heat = np.asarray(heatmap(x, training=False))
     assert heat.shape == (2, 1, 1, 1000)
-    _close(heat[:, 0, 0], ref.predict_on_batch(x))
-
-
-def test_heatmap_cell_is_fc_head_on_pool5_window(vgg16_reference):
-    ref, top, _ = vgg16_reference
-    size = 384
+    assert_close(heat[:, 0, 0], ref(x, training=False), **VGG, what="VGG16 heatmap at 224")
+    # Larger: pool5 8x8 -> a 2x2 heatmap whose cells slide in both directions.
+    size = 256
     x = _images(1, size, size, seed=4)
-    heat = zoo.VGG16(weights=top, mode="heatmap", classifier_activation=None).predict_on_batch(x)
-    assert heat.shape == (1, 6, 6, 1000)
+    heat = np.asarray(heatmap(x, training=False))
+    assert heat.shape == (1, 2, 2, 1000)
     # Independent reference: keras.applications' own conv base and Dense layers.
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
     for layer in base.layers:
         if layer.weights:
             layer.set_weights(ref.get_layer(layer.name).get_weights())
-    pool5 = base.predict_on_batch(x)
-    assert pool5.shape == (1, 12, 12, 512)
-    for i in range(6):
-        for j in range(6):
+    pool5 = np.asarray(base(x, training=False))
+    assert pool5.shape == (1, 8, 8, 512)
+    for i in range(2):
+        for j in range(2):
             v = pool5[:, i : i + 7, j : j + 7, :].reshape(1, -1)
             for name in ("fc1", "fc2", "predictions"):
                 v = np.asarray(ref.get_layer(name)(v))
-            _close(heat[:, i, j], v)
+            assert_close(heat[:, i, j], v, **VGG, what=f"VGG16 heatmap cell {i},{j}")
 
 
+# zoo.apps.fc_conv_check (`zoo demo heatmap`): builds, saves and reloads a
+# 500 MB VGG16 and times both paths; the exact part is the identity
+# test_heatmap_cell_is_fc_head_on_pool5_window checks in the default suite.
+@pytest.mark.slow
 def test_sliding_crops_differ_only_through_padding():
     from zoo.apps import fc_conv_check as demo
 
@@ -79,38 +87,41 @@ def test_heatmap_refuses_small_inputs():
         model(np.zeros((1, 200, 240, 3), "float32"))
 
 
-def test_features_and_dense_modes(vgg16_reference):
-    _, _, notop = vgg16_reference
+def test_features_and_dense_modes(vgg16_notop):
+    _, notop = vgg16_notop
     feats = zoo.VGG16(weights=notop, mode="features")
-    out = feats.predict_on_batch(_images(1, 96, 128))
+    h, w = PARITY_SIZE
+    out = feats(_images(1, h, w), training=False)
     assert list(out) == ["P1", "P2", "P3", "P4", "P5"]
     for i, key in enumerate(sorted(out)):
         stride = 2 ** (i + 1)
-        assert out[key].shape[1:3] == (96 // stride, 128 // stride)
+        assert out[key].shape[1:3] == (h // stride, w // stride)
     dense = zoo.VGG16(weights=notop, mode="dense", classes=5)
-    y = dense.predict_on_batch(_images(2, 70, 90))
+    y = dense(_images(2, 70, 90), training=False)
     assert y.shape == (2, 70, 90, 5)
 
 
-def test_vgg19_matches_keras_applications(tmp_path):
-    from tests.helpers import randomize, save_legacy_h5
+def test_vgg16_features_match_keras_applications(vgg16_notop):
+    ref, path = vgg16_notop
+    x = _images(1, *PARITY_SIZE, seed=1)
+    ours = zoo.VGG16(weights=path, mode="features")(x, training=False)["P5"]
+    assert_close(ours, ref(x, training=False), **VGG, what="VGG16 P5 vs keras.applications")
 
+
+@pytest.mark.slow
+def test_vgg19_matches_keras_applications(tmp_path):
     ref = randomize(keras.applications.VGG19(weights=None, include_top=False), seed=2)
     path = save_legacy_h5(ref, str(tmp_path / "vgg19_notop.h5"))
-    x = _images(1, 64, 96)
-    ours = zoo.VGG19(weights=path, mode="features").predict_on_batch(x)["P5"]
-    _close(ours, ref.predict_on_batch(x))
+    x = _images(1, *PARITY_SIZE)
+    ours = zoo.VGG19(weights=path, mode="features")(x, training=False)["P5"]
+    assert_close(ours, ref(x, training=False), **VGG, what="VGG19 P5 vs keras.applications")
 
 
-@pytest.mark.parametrize("name", ["fcn32s", "fcn16s", "fcn8s"])
-def test_fcn_output_matches_input_size(name):
-    model = zoo.create_model(name, classes=3)
-    for h, w in [(37, 53), (64, 64), (101, 75)]:
-        y = model.predict_on_batch(np.zeros((1, h, w, 3), "float32"))
-        assert y.shape == (1, h, w, 3)
+# Odd sizes: the crops after the transposed convolutions must land exactly.
+FCN_SIZES = [(37, 53), (64, 64), (101, 75)]
 
 
-def test_fcn_loads_vgg16_imagenet_layout(vgg16_reference):
+def test_fcn8s_loads_vgg16_imagenet_layout_at_any_size(vgg16_reference):
     ref, top, _ = vgg16_reference
     model = zoo.FCN8s(weights=top, classes=4)
     np.testing.assert_array_equal(
@@ -120,9 +131,20 @@ def test_fcn_loads_vgg16_imagenet_layout(vgg16_reference):
     assert fc6.shape == (7, 7, 512, 4096)
     np.testing.assert_array_equal(fc6.reshape(-1, 4096), ref.get_layer("fc1").get_weights()[0])
     # Score layers start at zero, as in the reference FCN: logits are zero.
-    y = model.predict_on_batch(_images(1, 40, 60))
-    assert y.shape == (1, 40, 60, 4)
-    np.testing.assert_allclose(y, 0, atol=1e-6)
+    for h, w in FCN_SIZES:
+        y = model(_images(1, h, w), training=False)
+        assert y.shape == (1, h, w, 4)
+        np.testing.assert_allclose(y, 0, atol=1e-6)
+
+
+# fcn8s's skips include fcn16s's; the shallower heads build in the slow step.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fcn32s", "fcn16s"])
+def test_fcn_output_matches_input_size(name):
+    model = zoo.create_model(name, classes=3)
+    for h, w in FCN_SIZES:
+        y = model(np.zeros((1, h, w, 3), "float32"), training=False)
+        assert y.shape == (1, h, w, 3)
 
 
 def test_bilinear_upsampling_reproduces_a_ramp():
@@ -139,11 +161,13 @@ def test_bilinear_upsampling_reproduces_a_ramp():
     np.testing.assert_allclose(np.diff(y, axis=0), 0.0, atol=1e-5)
 
 
-def test_torchvision_pth_matches_a_torch_forward(tmp_path):
+@pytest.fixture(scope="module")
+def torchvision_vgg16(tmp_path_factory):
+    """torchvision's VGG16 layout (features / avgpool / classifier), written
+    here with random weights: ``(module, .pth path)``."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
     torch.manual_seed(0)
-    # torchvision's VGG16 layout, written here: features / avgpool / classifier.
     feats, cin = [], 3
     for convs, width in zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)):
         for _ in range(convs):
@@ -168,13 +192,25 @@ def test_torchvision_pth_matches_a_torch_forward(tmp_path):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0, (2.0 / m.weight[0].numel()) ** 0.5)
             nn.init.normal_(m.bias, 0, 0.1)
-    path = str(tmp_path / "vgg16-torchvision.pth")
+    path = str(tmp_path_factory.mktemp("vgg16_tv") / "vgg16-torchvision.pth")
     save_torch(net.state_dict(), path)
-    x = np.random.default_rng(5).normal(size=(2, 224, 224, 3)).astype("float32")
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    got = zoo.VGG16(weights=path, classifier_activation=None).predict_on_batch(x)
-    _close(got, want)
+    return net, path
+
+
+def test_torchvision_pth_matches_a_torch_forward(torchvision_vgg16):
+    net, path = torchvision_vgg16
+    x = images(1, *CLASSIFY_SIZE, seed=5)
+    want = torch_forward(net, x)
+    # fc1's Linear reads a (C, H, W) flatten; Keras's Dense a (H, W, C) one.
+    got = zoo.VGG16(weights=path, classifier_activation=None)(x, training=False)
+    assert_close(got, want, **VGG, what="VGG16 classify vs torch")
+
+
+@pytest.mark.slow
+def test_torchvision_pth_as_sliding_classifier(torchvision_vgg16):
+    net, path = torchvision_vgg16
+    x = images(1, *CLASSIFY_SIZE, seed=6)
+    want = torch_forward(net, x)
     # The same file as a sliding classifier: fc1's Linear becomes a 7x7 conv.
-    heat = zoo.VGG16(weights=path, mode="heatmap", classifier_activation=None).predict_on_batch(x)
-    _close(heat[:, 0, 0], want)
+    heat = zoo.VGG16(weights=path, mode="heatmap", classifier_activation=None)(x, training=False)
+    assert_close(np.asarray(heat)[:, 0, 0], want, **VGG, what="VGG16 heatmap vs torch")

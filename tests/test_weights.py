@@ -19,8 +19,8 @@ from zoo.weights.readers.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
-def features_file(vgg16_reference):
-    return vgg16_reference[2]
+def features_file(vgg16_notop):
+    return vgg16_notop[1]
 
 
 def test_keras3_weights_file_round_trip(tmp_path, features_file):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tests.torch_blocks import ConvBN
-from tests.torch_blocks import randomize_ as randomize  # noqa: F401 - the tests' entry point
+from tests.support.torch_blocks import ConvBN
+from tests.support.torch_blocks import randomize_ as randomize  # noqa: F401 - the tests' entry point
 
 BLOCKS = (
     ("inception3a", 192, (64, 96, 128, 16, 32, 32)),

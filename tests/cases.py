@@ -1,0 +1,56 @@
+"""Model tiers and input sizes, declared once for the whole suite.
+
+Every test file reads its models and sizes from here instead of keeping its
+own constants, so "what the default suite builds" is one decision.
+
+Tiers:
+
+- ``LIGHT``: the full-depth models the default suite may build and run:
+  the shallowest member of each code path (ResNet basic blocks, DRN-A/C/D,
+  the Inception branches). A test that is not about a particular model uses
+  ``LIGHT_RESNET`` / ``LIGHT_DRN``.
+- ``FAMILY``: one model per family and head, for tables that must cover
+  every code path once (Predictor, cross-backend, export). The ones not in
+  ``LIGHT`` run under the ``slow`` mark.
+- ``HEAVY``: the deepest variants; they share their code path with a
+  ``LIGHT`` sibling and are built at full depth only in slow tests.
+
+Sizes:
+
+- ``PARITY_SIZE``: the default suite's parity input, small and non-square
+  (every family's reference comparison runs at it).
+- ``FULL_SIZE``: the issue's 256x320: full-size parity, ``slow`` only.
+- ``CLASSIFY_SIZE``: the training crop, where classify/heatmap need it.
+- ``min_side``: the smallest legal input per mode, read from the
+  assembler's table (nothing is built to look it up).
+"""
+
+# ------------------------------------------------------------------ tiers
+
+LIGHT_RESNET = "resnet18"
+LIGHT_DRN = "drn_d_22"
+LIGHT = ("resnet18", "drn_d_22", "drn_c_26", "drn_a_18", "googlenet")
+
+# One model per family and head: (name, family).
+FAMILY = {
+    "vgg16": "vgg", "fcn8s": "fcn", "resnet18": "resnet", "resnet50": "resnet (bottleneck)",
+    "drn_a_18": "drn-a", "drn_c_26": "drn-c", "drn_d_22": "drn-d", "googlenet": "inception",
+    "inception_v3": "inception", "deeplabv3_resnet50": "deeplabv3",
+}
+
+HEAVY = ("vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50", "drn_c_42",
+         "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54", "drn_d_56", "drn_d_105",
+         "drn_d_107", "fcn16s", "fcn32s", "deeplabv3_resnet50", "deeplabv3_resnet101")
+
+# ------------------------------------------------------------------ sizes
+
+PARITY_SIZE = (64, 96)
+FULL_SIZE = (256, 320)
+CLASSIFY_SIZE = (224, 224)
+
+
+def min_side(name, mode, output_stride=None):
+    """The smallest input side ``mode`` of ``name`` accepts (nothing built)."""
+    from zoo.assembler import min_input_table
+
+    return min_input_table(name, output_stride)[mode]
