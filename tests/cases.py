@@ -21,6 +21,7 @@ Sizes:
   (every family's reference comparison runs at it).
 - ``FULL_SIZE``: the issue's 256x320: full-size parity, ``slow`` only.
 - ``CLASSIFY_SIZE``: the training crop, where classify/heatmap need it.
+- ``MODE_SIZES``: one input per mode for tables over many models.
 - ``min_side``: the smallest legal input per mode, read from the
   assembler's table (nothing is built to look it up).
 """
@@ -47,6 +48,10 @@ HEAVY = ("vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50", 
 PARITY_SIZE = (64, 96)
 FULL_SIZE = (256, 320)
 CLASSIFY_SIZE = (224, 224)
+# One input per mode for tables over many models (the cross-backend table):
+# odd sides where any size goes, a full training crop (and one more column
+# of cells) for heatmaps.
+MODE_SIZES = {"classify": (80, 96), "heatmap": (224, 240), "dense": (77, 101), "features": (80, 112)}
 
 
 def min_side(name, mode, output_stride=None):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.cases import FAMILY, LIGHT_DRN, LIGHT_RESNET, MODE_SIZES
 from tests.support.helpers import BACKEND, assert_close, randomize
 from tests.support.backend_worker import as_arrays
 from zoo.registry import get_entry
@@ -26,18 +27,16 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 REF = keras.backend.backend()
 OTHERS = [b for b in ("tensorflow", "jax", "torch") if b != REF]
 
-# The default suite keeps a few small cases whose blocks cover most layer
-# types: ResNet-18 in every mode (residual + BN, the heatmap's FC-as-conv),
+# CI's backends step keeps a few cases whose blocks cover most layer types:
+# ResNet-18 in every mode (residual + BN, the heatmap's FC-as-conv),
 # DRN-D-22 dense (dilation, degridding, the frozen x8 up) and GoogLeNet
 # classify (Inception branches, ceil-mode pools, LRN). The rest of the
 # registry runs in the slow step (VGG16's .weights.h5 alone is half a
 # gigabyte); each extra model costs its backend a fresh trace per mode.
-LIGHT = {"resnet18"}
-LIGHT_CASES = {("drn_d_22", "dense"), ("googlenet", "classify")}
-# The smaller torch-backend table: one model per family and layout.
-TORCH = {"resnet18", "resnet50", "drn_d_22", "drn_a_18", "drn_c_26", "googlenet",
-         "inception_v3", "vgg16", "fcn8s"}
-SIZES = {"classify": (80, 96), "heatmap": (224, 240), "dense": (77, 101), "features": (80, 112)}
+LIGHT_CASES = {(LIGHT_DRN, "dense"), ("googlenet", "classify")}
+# The smaller torch-backend table: one model per family and layout (the
+# ResNet-50 DeepLab head adds no layer type to them).
+TORCH = set(FAMILY) - {"deeplabv3_resnet50"}
 CLASSES = 7
 # Classify and heatmap are compared as logits (classifier_activation=None):
 # a softmax over 7 classes turns a 1e-6 relative logit difference into a
@@ -51,7 +50,7 @@ def _cases():
             for backend in OTHERS:
                 if backend == "torch" and name not in TORCH:
                     continue
-                group = "light" if name in LIGHT or (name, mode) in LIGHT_CASES else "heavy"
+                group = "light" if name == LIGHT_RESNET or (name, mode) in LIGHT_CASES else "heavy"
                 marks = [pytest.mark.backends] + ([] if group == "light" else [pytest.mark.slow])
                 yield pytest.param(name, mode, backend, group, marks=marks,
                                    id=f"{name}-{mode}-{backend}")
@@ -71,7 +70,7 @@ def _reference(folder, name, mode):
         model = zoo.create_model(name, **kwargs)
         randomize(model, seed=3)
         static = model.input_shape[1:3]
-        h, w = static if None not in static else SIZES[mode]
+        h, w = static if None not in static else MODE_SIZES[mode]
         x = np.random.default_rng(0).normal(size=(1, h, w, 3)).astype("float32")
         stem = folder / f"{name}-{mode}"
         np.save(f"{stem}.npy", x)

@@ -69,7 +69,7 @@ def test_classify_parity_full_size(tmp_path, variant):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", sorted(set(zdrn.DRN_CONFIGS) - {"drn_d_22", "drn_c_26", "drn_a_18"}))
+@pytest.mark.parametrize("variant", sorted(set(ref.VARIANTS) - {"drn_d_22", "drn_c_26", "drn_a_18"}))
 def test_classify_parity_every_variant(tmp_path, variant):
     _classify_parity(tmp_path, variant, PARITY_SIZE, seed=3)
 

@@ -583,7 +583,7 @@ def test_resume_after_kill_inside_checkpoint_save(tmp_path):
     assert state["epoch"] == 1
     with zipfile.ZipFile(out / "checkpoint.keras") as zf:  # the epoch-1 file, whole
         assert zf.testzip() is None
-    r = subprocess.run([sys.executable, "-m", "zoo.training.finetune", *args], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True,
                        env=env, cwd=cwd, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {model} from {out / 'checkpoint.keras'} after epoch 1" in r.stdout

@@ -79,27 +79,20 @@ def test_timm_resnet_tags_are_torchvision_layout_safetensors():
         assert {"crop_pct", "test_input_size", "test_crop_pct"} <= set(pre)
 
 
-def _build_cases():
-    for name in zoo.list_models():
-        marks = () if name in LIGHT else (pytest.mark.slow,)
-        yield pytest.param(name, marks=marks, id=name)
+def _param_cases():
+    for name in sorted(MANIFEST):
+        for tag, entry in MANIFEST[name].items():
+            if "params" in entry:
+                marks = () if name in LIGHT else (pytest.mark.slow,)
+                yield pytest.param(name, tag, marks=marks, id=f"{name}-{tag}")
 
 
-@pytest.mark.parametrize("name", list(_build_cases()))
-def test_every_model_builds_at_full_depth_with_its_recorded_params(name):
-    """Every registered model is built once at full depth (LIGHT in the
-    default suite, the rest in CI's slow step) and its learned-parameter
-    count is the manifest's, tag by tag. One build per model: model_info
-    would build a second (features) model and count FLOPs on top."""
-    mode = get_entry(name).info_mode
-    built = {}
-    for tag, entry in MANIFEST.get(name, {}).items():
-        if "params" not in entry:
-            continue
-        kwargs = dict(entry.get("builder_kwargs", {}), mode=mode)
-        key = repr(sorted(kwargs.items()))
-        if key not in built:
-            built[key] = count_parameters(zoo.create_model(name, **kwargs))
-        assert built[key] == entry["params"], (name, tag)
-    if not built:
-        assert count_parameters(zoo.create_model(name, mode=mode)) > 0
+@pytest.mark.parametrize("name,tag", list(_param_cases()))
+def test_recorded_parameter_counts_match_builders(name, tag):
+    """One full-depth build per record (LIGHT models in the default suite,
+    the rest in the slow step): model_info would also build a features model
+    and count FLOPs."""
+    entry = MANIFEST[name][tag]
+    kwargs = dict(entry.get("builder_kwargs", {}))
+    kwargs.setdefault("mode", get_entry(name).info_mode)
+    assert count_parameters(zoo.create_model(name, **kwargs)) == entry["params"]

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.cases import FAMILY, LIGHT_RESNET, PARITY_SIZE, min_side
+from tests.support.helpers import normal
 from zoo.apps.predictor import Predictor
 from zoo.preprocessing import Preprocess
 
@@ -32,10 +34,6 @@ def heatmap():
     return keras.Model(inp, keras.layers.Conv2D(4, 1)(x))
 
 
-def _images(shape, seed=0):
-    return np.random.default_rng(seed).normal(0, 1, shape).astype("float32")
-
-
 def _model(m, x):
     return np.asarray(m(x, training=False))
 
@@ -47,13 +45,13 @@ def assert_identity(got, want):
 
 
 def test_defaults_equal_model(dense):
-    x = _images((2, 64, 96, 3))
+    x = normal((2, 64, 96, 3))
     got = Predictor(dense).predict(x)
     assert_identity(got, _model(dense, x))
 
 
 def test_flip_equals_mean_of_model_and_mirrored(dense):
-    x = _images((1, 48, 80, 3), seed=1)
+    x = normal((1, 48, 80, 3), seed=1)
     got = Predictor(dense, flip=True).predict(x)
     want = (_model(dense, x) + _model(dense, x[:, :, ::-1])[:, :, ::-1]) / 2
     assert_identity(got, want)
@@ -63,14 +61,14 @@ def test_flip_equals_mean_of_model_and_mirrored(dense):
 
 @pytest.mark.parametrize("tile", [96, 200, (64, 96)])
 def test_tile_at_least_image_equals_model(dense, tile):
-    x = _images((1, 64, 96, 3), seed=2)
+    x = normal((1, 64, 96, 3), seed=2)
     assert_identity(Predictor(dense, tile=tile).predict(x), _model(dense, x))
 
 
 def test_tiles_against_manual_slide(dense):
     """mmsegmentation's slide grid, recomputed by hand: 96x128 in 64-px tiles,
     stride 32 -> rows start 0, 32; columns 0, 32, 64."""
-    x = _images((1, 96, 128, 3), seed=3)
+    x = normal((1, 96, 128, 3), seed=3)
     p = Predictor(dense, tile=64, overlap=0.5, batch_size=4)
     got = p.predict(x)
     assert p.num_tiles(96, 128) == 6
@@ -88,16 +86,16 @@ def test_tiles_against_manual_slide(dense):
 def test_tile_shapes_and_padding(dense):
     # 50 rows < tile 64: padded at the bottom; 150 columns > tile: several tiles.
     p = Predictor(dense, tile=64, batch_size=2)
-    out = p.predict(_images((50, 150, 3), seed=4))
+    out = p.predict(normal((50, 150, 3), seed=4))
     assert out.shape == (50, 150, 5) and np.isfinite(out).all()
     # stride int(64 * 2/3) = 42: columns start 0, 42, 84 and 86 (moved back to end at 150)
     assert p.num_tiles(50, 150) == 4
-    assert p.labels(_images((50, 150, 3), seed=4)).shape == (50, 150)
+    assert p.labels(normal((50, 150, 3), seed=4)).shape == (50, 150)
 
 
 def test_multiscale_flip_odd_sizes(dense):
     p = Predictor(dense, scales=(0.5, 0.75, 1.25), flip=True)
-    images = [_images((37, 53, 3), seed=5), _images((61, 45, 3), seed=6)]
+    images = [normal((37, 53, 3), seed=5), normal((61, 45, 3), seed=6)]
     outs = p.predict(images)
     assert [o.shape for o in outs] == [(37, 53, 5), (61, 45, 5)]
     labels = p.labels(images)
@@ -106,7 +104,7 @@ def test_multiscale_flip_odd_sizes(dense):
 
 
 def test_scale_is_resize_run_resize_back(dense):
-    x = _images((1, 40, 56, 3), seed=7)
+    x = normal((1, 40, 56, 3), seed=7)
     got = Predictor(dense, scales=(0.5,)).predict(x)
     small = keras.ops.image.resize(x, (20, 28), interpolation="bilinear")
     want = keras.ops.image.resize(dense(small), (40, 56), interpolation="bilinear")
@@ -116,21 +114,21 @@ def test_scale_is_resize_run_resize_back(dense):
 def test_no_retrace_over_image_sizes_with_tiles(dense):
     p = Predictor(dense, tile=64, overlap=1 / 3, batch_size=2)
     for h, w in ((70, 90), (100, 65), (129, 131), (66, 200)):
-        assert p.predict(_images((h, w, 3), seed=h)).shape == (h, w, 5)
+        assert p.predict(normal((h, w, 3), seed=h)).shape == (h, w, 5)
     assert p.traces == 1
 
 
 def test_whole_image_path_traces_once(dense):
     p = Predictor(dense)
     for h, w in ((32, 32), (40, 72), (64, 48)):
-        p.predict(_images((1, h, w, 3), seed=w))
+        p.predict(normal((1, h, w, 3), seed=w))
     assert p.traces == 1
 
 
 def test_heatmap_logits_resized_to_input(heatmap):
     """Heatmap models: logits at the heatmap resolution, resized (bilinear)
     to the input size."""
-    x = _images((1, 56, 72, 3), seed=8)
+    x = normal((1, 56, 72, 3), seed=8)
     got = Predictor(heatmap).predict(x)
     raw = _model(heatmap, x)
     assert raw.shape[1:3] == (6, 8)
@@ -149,14 +147,14 @@ def test_heatmap_logits_resized_to_input(heatmap):
 
 
 @pytest.mark.parametrize("name,mode,size", [
-    ("resnet18", "dense", (64, 96)),
-    pytest.param("resnet18", "heatmap", (224, 256), marks=pytest.mark.slow),
+    (LIGHT_RESNET, "dense", PARITY_SIZE),
+    pytest.param(LIGHT_RESNET, "heatmap", (224, 256), marks=pytest.mark.slow),
 ])
 def test_zoo_model(name, mode, size):
     """A zoo model through the default and flipped paths."""
     keras.utils.set_random_seed(0)
     model = zoo.create_model(name, mode=mode, classes=3)
-    x = _images((1, *size, 3), seed=10)
+    x = normal((1, *size, 3), seed=10)
     raw = _model(model, x)
     want = raw if mode == "dense" else np.asarray(keras.ops.image.resize(raw, size, interpolation="bilinear"))
     np.testing.assert_allclose(Predictor(model).predict(x), want, rtol=1e-5, atol=1e-5)
@@ -189,12 +187,8 @@ def test_bad_image_shape(dense):
 
 # One model per family and head, dense and heatmap: the Predictor's contract
 # holds for every model the zoo builds (slow: each builds a full network).
-FAMILY_CASES = [
-    ("vgg16", "dense"), ("fcn8s", "dense"), ("resnet18", "dense"), ("googlenet", "dense"),
-    ("inception_v3", "dense"), ("drn_a_18", "dense"), ("drn_c_26", "dense"), ("drn_d_22", "dense"),
-    ("deeplabv3_resnet50", "dense"),
-    ("vgg16", "heatmap"), ("googlenet", "heatmap"), ("inception_v3", "heatmap"), ("drn_d_22", "heatmap"),
-]
+FAMILY_CASES = [(name, mode) for name in FAMILY for mode in ("dense", "heatmap")
+                if mode in zoo.registry.get_entry(name).modes]
 
 
 @pytest.mark.slow
@@ -202,9 +196,9 @@ FAMILY_CASES = [
 def test_every_family(name, mode):
     keras.utils.set_random_seed(0)
     model = zoo.create_model(name, mode=mode, classes=3)
-    side = max(zoo.model_info(name)["min_input"][mode], 64)
+    side = max(min_side(name, mode), 64)
     h, w = side + 3, side + side // 2 + 5  # odd sizes, wider than a tile
-    x = _images((1, h, w, 3), seed=11)
+    x = normal((1, h, w, 3), seed=11)
     raw = _model(model, x)
     want = raw if raw.shape[1:3] == (h, w) else np.asarray(
         keras.ops.image.resize(raw, (h, w), interpolation="bilinear"))

@@ -23,44 +23,51 @@ def _images(n, h, w, seed=0):
 # ------------------------------------------------------------ keras layout
 
 
-def _keras_h5(tmp_path, app, seed=0):
-    ref = app(weights=None, input_shape=(H, W, 3), classifier_activation=None)
-    randomize(ref, seed=seed)
-    return save_legacy_h5(ref, str(tmp_path / f"{ref.name}.h5"))
+@pytest.fixture(scope="module")
+def keras_resnet50(tmp_path_factory):
+    """keras.applications' ResNet50 (224x224, logits) with random weights and
+    its legacy top and notop files: ``(model, top path, notop path)``."""
+    folder = tmp_path_factory.mktemp("resnet50_keras")
+    ref = randomize(keras.applications.ResNet50(weights=None, classifier_activation=None), seed=8)
+    top = save_legacy_h5(ref, str(folder / "top.h5"))
+    notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(H, W, 3))
+    for layer in notop.layers:
+        if layer.weights:
+            layer.set_weights(ref.get_layer(layer.name).get_weights())
+    return ref, top, save_legacy_h5(notop, str(folder / "notop.h5")), notop
 
 
 def _keras_parity(tmp_path, builder, app):
-    f = _keras_h5(tmp_path, app)
+    ref = randomize(app(weights=None, input_shape=(H, W, 3), classifier_activation=None))
+    f = save_legacy_h5(ref, str(tmp_path / f"{ref.name}.h5"))
     x = _images(2, H, W)
-    theirs = app(weights=f, input_shape=(H, W, 3), classifier_activation=None).predict_on_batch(x)
-    ours = builder(weights=f, input_shape=(H, W, 3), classifier_activation=None).predict_on_batch(x)
+    theirs = np.asarray(ref(x, training=False))
+    ours = builder(weights=f, input_shape=(H, W, 3), classifier_activation=None)(x, training=False)
     assert ours.shape == (2, 1000)
     assert np.abs(theirs).max() > 1e-2  # a meaningful comparison
     assert_close(ours, theirs, rtol=0.0, atol=1e-4, what="ResNet vs keras.applications")
 
 
-def test_resnet50_matches_keras_applications(tmp_path):
-    _keras_parity(tmp_path, zoo.ResNet50, keras.applications.ResNet50)
-
-
-def test_keras_top_file_in_heatmap_and_notop_file_in_features(tmp_path):
-    f = _keras_h5(tmp_path, keras.applications.ResNet50, seed=8)
+def test_keras_top_file_in_classify_and_heatmap_notop_file_in_features(keras_resnet50):
+    ref, top, notop_file, notop = keras_resnet50
+    x = _images(2, 224, 224, seed=9)
+    want = np.asarray(ref(x, training=False))
+    assert np.abs(want).max() > 1e-2  # a meaningful comparison
+    got = zoo.ResNet50(weights=top, classifier_activation=None)(x, training=False)
+    assert_close(got, want, rtol=0.0, atol=1e-4, what="ResNet-50 classify vs keras.applications")
     # Heatmap at 224 is one cell: the Dense head reshaped into a 1x1 conv.
-    x = _images(1, 224, 224, seed=9)
-    heat = zoo.ResNet50(weights=f, mode="heatmap", input_shape=(224, 224, 3),
-                        classifier_activation=None).predict_on_batch(x)
-    ref = keras.applications.ResNet50(weights=f, classifier_activation=None)
-    assert heat.shape == (1, 1, 1, 1000)
-    assert_close(heat[:, 0, 0], ref.predict_on_batch(x), **REFERENCE, what="ResNet vs reference")
+    heat = np.asarray(zoo.ResNet50(weights=top, mode="heatmap", classifier_activation=None)(x, training=False))
+    assert heat.shape == (2, 1, 1, 1000)
+    assert_close(heat[:, 0, 0], want, **REFERENCE, what="ResNet-50 heatmap vs keras.applications")
     # keras.applications' notop layout (no predictions) into features mode.
-    notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(H, W, 3))
-    for layer in notop.layers:
-        if layer.weights:
-            layer.set_weights(ref.get_layer(layer.name).get_weights())
-    g = save_legacy_h5(notop, str(tmp_path / "notop.h5"))
     x = _images(1, H, W, seed=10)
-    feats = zoo.ResNet50(weights=g, mode="features").predict_on_batch(x)
-    assert_close(feats["P5"], notop.predict_on_batch(x), **REFERENCE, what="ResNet vs reference")
+    feats = zoo.ResNet50(weights=notop_file, mode="features")(x, training=False)
+    assert_close(feats["P5"], notop(x, training=False), **REFERENCE, what="ResNet-50 P5 vs keras.applications")
+
+
+@pytest.mark.slow
+def test_resnet50_matches_keras_applications_at_the_parity_size(tmp_path):
+    _keras_parity(tmp_path, zoo.ResNet50, keras.applications.ResNet50)
 
 
 @pytest.mark.slow
@@ -73,9 +80,9 @@ def test_resnet152_matches_keras_applications(tmp_path):
     _keras_parity(tmp_path, zoo.ResNet152, keras.applications.ResNet152)
 
 
-def test_keras_layout_names_and_epsilon():
-    m = zoo.ResNet50(input_shape=(H, W, 3))
-    ref = keras.applications.ResNet50(weights=None, input_shape=(H, W, 3))
+def test_keras_layout_names_and_epsilon(keras_resnet50):
+    ref = keras_resnet50[0]
+    m = zoo.ResNet50()
     assert {l.name for l in m.layers if l.weights} == {l.name for l in ref.layers if l.weights}
     assert m.get_layer("conv2_block1_1_bn").epsilon == pytest.approx(1.001e-5)
     # Caffe layout: the stride is in the first 1x1 conv and the shortcut.
@@ -107,7 +114,7 @@ def _torch_checkpoint(tmp_path, model, legacy, name="ref.pth"):
 @pytest.mark.parametrize("config, output_stride, legacy", [
     ("resnet18", 32, False),
     ("resnet18", 8, True),
-    ("resnet50", 32, True),
+    pytest.param("resnet50", 32, True, marks=pytest.mark.slow),
     ("resnet50", 16, False),
 ])
 def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_stride, legacy):
@@ -120,7 +127,7 @@ def test_torchvision_layout_matches_torch_reference(tmp_path, config, output_str
     ours = zoo.create_model(config, weights=f, input_shape=(H, W, 3), output_stride=output_stride,
                             classifier_activation=None, **kwargs)
     assert ours.get_layer("layer1_0_bn1").epsilon == pytest.approx(1e-5)
-    got = ours.predict_on_batch(x)
+    got = ours(x, training=False)
     want = torch_forward(ref, x)
     assert np.abs(want).max() > 1e-2
     assert_close(got, want, **REFERENCE, what="ResNet vs reference")
@@ -134,67 +141,78 @@ def test_imagenet_pth_into_features_and_dense(tmp_path):
     f = _torch_checkpoint(tmp_path, ref, legacy=False)
     x = _images(1, H, W, seed=12)
     model = zoo.ResNet18(weights=f, mode="features", output_stride=8)
-    feats = model.predict_on_batch(x)
+    feats = model(x, training=False)
     # c3, c4 and c5 all have stride 8: the pyramid's P3 is the deepest, c5.
     assert sorted(feats) == ["P1", "P2", "P3"]
     c4_model = keras.Model(model.input, model.get_layer("layer3_1_out").output)
     with torch.no_grad():
         c4, c5 = ref.features(nchw(x))
     assert_close(feats["P3"], nhwc(c5), **REFERENCE, what="ResNet-18 P3 vs torch c5")
-    assert_close(c4_model.predict_on_batch(x), nhwc(c4), **REFERENCE, what="ResNet-18 c4 vs torch")
+    assert_close(c4_model(x, training=False), nhwc(c4), **REFERENCE, what="ResNet-18 c4 vs torch")
     # Dense mode: fc is not used, the new FCN head keeps its initial values.
     dense = zoo.ResNet18(weights=f, mode="dense", classes=4)
     _assert_conv_loaded(dense, "layer4_1_conv2", ref.layer4[1].conv2)
 
 
-def test_fcn_dense_matches_torch_reference(tmp_path):
+# The FCN head (torchvision's classifier.* / aux_classifier.* keys) on the
+# light backbone; on ResNet-50 (fcn_resnet50's own layout) in the slow step.
+@pytest.mark.parametrize("config", [LIGHT_RESNET, pytest.param("resnet50", marks=pytest.mark.slow)])
+def test_fcn_dense_matches_torch_reference(tmp_path, config):
     tref = _tref()
 
-    ref = tref.randomize(tref.FCN(tref.build("resnet50", 8), classes=21), seed=3)
+    ref = tref.randomize(tref.FCN(tref.build(config, 8), classes=21), seed=3)
     f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn.pth")
     x = _images(1, H, W, seed=4)
     want = torch_forward(ref, x)
-    model = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
-                         aux_head=True, input_shape=(H, W, 3))
-    got = model.predict_on_batch(x)
+    kwargs = {} if config == LIGHT_RESNET else {"stride_in_1x1": False}
+    model = zoo.create_model(config, weights=f, mode="dense", classes=21, aux_head=True,
+                             input_shape=(H, W, 3), **kwargs)
+    got = model(x, training=False)
     assert got["out"].shape == (1, H, W, 21)
-    assert_close(got["out"], want["out"], **REFERENCE, what="ResNet vs reference")
-    assert_close(got["aux"], want["aux"], **REFERENCE, what="ResNet vs reference")
+    assert_close(got["out"], want["out"], **REFERENCE, what=f"{config} FCN out vs torch")
+    assert_close(got["aux"], want["aux"], **REFERENCE, what=f"{config} FCN aux vs torch")
     # Without the aux head the published aux_classifier.* keys are ignored.
-    plain = zoo.ResNet50(weights=f, mode="dense", stride_in_1x1=False, classes=21,
-                         input_shape=(H, W, 3))
+    plain = zoo.create_model(config, weights=f, mode="dense", classes=21, input_shape=(H, W, 3), **kwargs)
     assert not any(l.name.startswith("aux_") for l in plain.layers)
-    assert_close(plain.predict_on_batch(x), want["out"], **REFERENCE, what="ResNet vs reference")
+    assert_close(plain(x, training=False), want["out"], **REFERENCE, what=f"{config} FCN vs torch")
 
 
 # ---------------------------------------------------------------- heatmap
 
 
+def _randomized_heatmap(size):
+    hm = zoo.create_model(LIGHT_RESNET, mode="heatmap", input_shape=(*size, 3), classifier_activation=None)
+    return randomize(hm, seed=5), _images(1, *size, seed=6)
+
+
 def test_heatmap_cell_is_head_on_c5_window():
-    size = (288, 320)  # c5 9x10 -> heatmap 3x4
-    hm = zoo.ResNet18(mode="heatmap", input_shape=(*size, 3), classifier_activation=None)
-    randomize(hm, seed=5)
-    x = _images(1, *size, seed=6)
-    heat = hm.predict_on_batch(x)
-    assert heat.shape == (1, 3, 4, 1000)
-    c5 = keras.Model(hm.input, hm.get_layer("layer4_1_out").output).predict_on_batch(x)
-    assert c5.shape == (1, 9, 10, 512)
+    hm, x = _randomized_heatmap((256, 288))  # c5 8x9 -> heatmap 2x3
+    heat = np.asarray(hm(x, training=False))
+    assert heat.shape == (1, 2, 3, 1000)
+    c5 = np.asarray(keras.Model(hm.input, hm.get_layer("layer4_1_out").output)(x, training=False))
+    assert c5.shape == (1, 8, 9, 512)
     kernel, bias = hm.get_layer("fc").get_weights()
     kernel = kernel.reshape(512, 1000)
-    for i in range(3):
-        for j in range(4):
+    for i in range(2):
+        for j in range(3):
             want = c5[:, i:i + 7, j:j + 7].mean(axis=(1, 2)) @ kernel + bias
-            assert_close(heat[:, i, j], want, **REFERENCE, what="ResNet vs reference")
-    # True sliding 224 crops see zero padding at the crop border instead of
-    # the neighbouring pixels: report the difference, never assert it.
-    cl = zoo.ResNet18(input_shape=(224, 224, 3), classifier_activation=None)
+            assert_close(heat[:, i, j], want, **REFERENCE, what=f"ResNet-18 heatmap cell {i},{j}")
+
+
+@pytest.mark.slow
+def test_heatmap_vs_true_sliding_crops_is_reported():
+    """True sliding 224 crops see zero padding at the crop border instead of
+    the neighbouring pixels: report the difference, never assert it."""
+    hm, x = _randomized_heatmap((288, 320))  # c5 9x10 -> heatmap 3x4
+    heat = np.asarray(hm(x, training=False))
+    cl = zoo.create_model(LIGHT_RESNET, input_shape=(224, 224, 3), classifier_activation=None)
     for layer in cl.layers:
         if layer.weights:
             src = hm.get_layer(layer.name).get_weights()
             layer.set_weights([w.reshape(t.shape) for w, t in zip(src, layer.weights)])
     crops = np.concatenate([x[:, 32 * i:32 * i + 224, 32 * j:32 * j + 224]
                             for i in range(3) for j in range(4)])
-    crop_logits = cl.predict_on_batch(crops).reshape(3, 4, 1000)
+    crop_logits = np.asarray(cl(crops, training=False)).reshape(3, 4, 1000)
     gap = np.abs(crop_logits - heat[0]).max()
     print(f"\nheatmap vs true sliding 224 crops: max abs diff {gap:.4g}, "
           f"{gap / np.abs(heat).max():.1%} of the largest logit")
@@ -203,14 +221,21 @@ def test_heatmap_cell_is_head_on_c5_window():
 # ------------------------------------------------------------------ shapes
 
 
-@pytest.mark.parametrize("output_stride", [8, 16, 32])
-@pytest.mark.parametrize("config, kwargs", [
-    ("resnet18", {}), ("resnet50", {}), ("resnet50", {"stride_in_1x1": False}),
-])
+def _feature_cases():
+    # Every output stride on the light backbone; the bottleneck layouts at
+    # stride 8 (both dilated stages) by default, the other strides slow.
+    for config, kwargs in (("resnet18", {}), ("resnet50", {}), ("resnet50", {"stride_in_1x1": False})):
+        for output_stride in (8, 16, 32):
+            slow = config != LIGHT_RESNET and output_stride != 8
+            yield pytest.param(config, kwargs, output_stride, marks=[pytest.mark.slow] if slow else [],
+                               id=f"{config}-{'tv' if kwargs else 'default'}-{output_stride}")
+
+
+@pytest.mark.parametrize("config, kwargs, output_stride", list(_feature_cases()))
 def test_feature_shapes_for_every_output_stride(config, kwargs, output_stride):
     m = zoo.create_model(config, mode="features", output_stride=output_stride,
                          input_shape=(H, W, 3), **kwargs)
-    out = m.predict_on_batch(np.zeros((1, H, W, 3), "float32"))
+    out = m(np.zeros((1, H, W, 3), "float32"), training=False)
     exp = 1 if config == "resnet18" else 4
     stages = [(2, 64), (4, 64 * exp), (8, 128 * exp), (min(16, output_stride), 256 * exp),
               (output_stride, 512 * exp)]
@@ -226,10 +251,10 @@ def test_feature_shapes_for_every_output_stride(config, kwargs, output_stride):
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_dense_and_heatmap_shapes(output_stride):
     dense = zoo.ResNet18(mode="dense", output_stride=output_stride, classes=5)
-    assert dense.predict_on_batch(np.zeros((1, 40, 56, 3), "float32")).shape == (1, 40, 56, 5)
+    assert dense(np.zeros((1, 40, 56, 3), "float32"), training=False).shape == (1, 40, 56, 5)
     side = 8 * output_stride  # c5 8 cells -> 2 heatmap cells
     heat = zoo.ResNet18(mode="heatmap", output_stride=output_stride, classes=3)
-    out = heat.predict_on_batch(np.zeros((1, side, side - output_stride, 3), "float32"))
+    out = np.asarray(heat(np.zeros((1, side, side - output_stride, 3), "float32"), training=False))
     assert out.shape == (1, 2, 1, 3)
     np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
 
@@ -241,6 +266,19 @@ def test_dense_defaults_to_output_stride_8():
     assert m.get_layer("layer3_0_conv2").dilation_rate == (2, 2)
 
 
+def test_model_info_flops_of_the_dilated_stages():
+    """Dilation keeps the weights and runs the dilated stages at more cells:
+    from output stride 32 to 8, c5 at 16x the cells and c4 at 4x."""
+    infos = {s: zoo.model_info(LIGHT_RESNET, (224, 224), output_stride=s) for s in (32, 8)}
+    assert infos[8]["flops"] > infos[32]["flops"] and infos[8]["dilations"] == [1, 2, 4]
+    assert infos[8]["params"] == infos[32]["params"]
+    assert infos[8]["stage_flops"]["c5"] == 16 * infos[32]["stage_flops"]["c5"]
+    assert infos[8]["stage_flops"]["c4"] == 4 * infos[32]["stage_flops"]["c4"]
+    for key in ("stem", "c2", "c3"):
+        assert infos[8]["stage_flops"][key] == infos[32]["stage_flops"][key]
+
+
+@pytest.mark.slow
 def test_model_info_flops_grow_with_lower_output_stride():
     infos = {s: zoo.model_info("resnet50", (512, 512), output_stride=s) for s in (32, 16, 8)}
     flops = [infos[s]["flops"] for s in (32, 16, 8)]
@@ -279,8 +317,8 @@ def test_torchvision_checkpoint_into_keras_layout_is_refused(tmp_path):
         zoo.ResNet50(weights=f, input_shape=(H, W, 3))
 
 
-def test_keras_h5_into_torchvision_layout_is_refused(tmp_path):
-    f = _keras_h5(tmp_path, keras.applications.ResNet50)
+def test_keras_h5_into_torchvision_layout_is_refused(keras_resnet50):
+    f = keras_resnet50[1]
     with pytest.raises(CheckpointError, match=r"keras-layout.*stride_in_1x1=True"):
         zoo.ResNet50(weights=f, stride_in_1x1=False, input_shape=(H, W, 3))
 

@@ -12,21 +12,19 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
+from tests.cases import PARITY_SIZE
 from tests.support import resnet_torch_ref as tref
+from tests.support.helpers import assert_close, assert_untouched, images, snapshot, torch_forward
 from zoo import weights as zw
 from zoo.weights.readers import safetensors as st_io
 from zoo.weights.readers.errors import CheckpointError
 
-H, W = 64, 80
+H, W = PARITY_SIZE
 
 
-def _close(a, b, rel=1e-4):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape
-    tol = rel * float(np.abs(b).max())
-    assert float(np.abs(b).max()) > 1e-2  # a meaningful comparison
-    diff = float(np.abs(a - b).max())
-    assert diff <= tol, f"max abs diff {diff:.3g} > {tol:.3g}"
+def _close(a, b):
+    assert float(np.abs(np.asarray(b)).max()) > 1e-2  # a meaningful comparison
+    assert_close(a, b, rtol=1e-4, atol=0.0, what="ResNet from .safetensors vs torch")
 
 
 def _state_file(tmp_path, net, name="model.safetensors"):
@@ -38,7 +36,7 @@ def _state_file(tmp_path, net, name="model.safetensors"):
 
 
 def _x(seed=0):
-    return np.random.default_rng(seed).standard_normal((2, H, W, 3)).astype("float32")
+    return images(2, H, W, seed)
 
 
 @pytest.mark.parametrize("config,builder", [
@@ -52,14 +50,11 @@ def test_torchvision_state_dict_matches_torch_forward(tmp_path, config, builder)
     kwargs = {} if config == "resnet18" else {"stride_in_1x1": False}
     model = builder(weights=path, input_shape=(H, W, 3), classifier_activation=None, **kwargs)
     x = _x()
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    _close(model.predict_on_batch(x), want)
+    _close(model(x, training=False), torch_forward(net, x))
 
 
 def test_keras_layout_refuses_torchvision_safetensors(tmp_path):
-    net = tref.randomize(tref.build("resnet50"), seed=4)
-    path = _state_file(tmp_path, net)
+    path = _state_file(tmp_path, tref.build("resnet50"))  # the layout matters, not the values
     # ResNet50 defaults to the keras layout (stride_in_1x1=True).
     with pytest.raises(CheckpointError, match="torchvision-layout.*stride_in_1x1=False"):
         zoo.ResNet50(weights=path, input_shape=(H, W, 3))
@@ -113,16 +108,14 @@ def test_truncated_real_file_loads_nothing(tmp_path):
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
     model = zoo.ResNet18(input_shape=(H, W, 3))
-    before = [w.copy() for w in model.get_weights()]
+    before = snapshot(model)
     with pytest.raises(CheckpointError, match="model.safetensors"):
         zw.load_weights(model, path, "resnet18")
-    for a, b in zip(model.get_weights(), before):
-        np.testing.assert_array_equal(a, b)
+    assert_untouched(model, before)
 
 
 def test_wrong_architecture_safetensors_names_the_layer(tmp_path):
-    net = tref.randomize(tref.build("resnet34"), seed=6)
-    path = _state_file(tmp_path, net)
+    path = _state_file(tmp_path, tref.build("resnet34"))
     model = zoo.ResNet18(input_shape=(H, W, 3))
     with pytest.raises(CheckpointError, match="layer1_2"):
         zw.load_weights(model, path, "resnet18")
@@ -137,9 +130,7 @@ def test_timm_tag_loads_from_a_local_file_with_an_unverified_warning(tmp_path, m
     with pytest.warns(UserWarning, match="resnet18.a1_in1k.safetensors.*not verified"):
         model = zoo.ResNet18(weights="a1_in1k", input_shape=(H, W, 3), classifier_activation=None)
     x = _x(2)
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    _close(model.predict_on_batch(x), want)
+    _close(model(x, training=False), torch_forward(net, x))
 
 
 def test_timm_tag_needs_the_torchvision_layout():
@@ -192,6 +183,4 @@ def test_hf_uri_loads_through_huggingface_hub(tmp_path, monkeypatch):
                          classifier_activation=None)
     assert calls and set(calls) == {("timm/resnet18.a1_in1k", "model.safetensors")}
     x = _x(1)
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    _close(model.predict_on_batch(x), want)
+    _close(model(x, training=False), torch_forward(net, x))

@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.cases import LIGHT as LIGHT_MODELS
+from tests.cases import LIGHT_DRN, LIGHT_RESNET, min_side
+from tests.tiny_models import TINY_NAMES
 from zoo.training import data, finetune, train
 
-DENSE = train.dense_models()
+DENSE = [n for n in train.dense_models() if n not in TINY_NAMES]
 # The default suite fits these (when registered); every other dense model
 # is fitted in the slow suite (VGG/FCN, deep ResNets and Inception are heavy
 # on 2 CPU cores even at 32x32).
-FAST = ("drn_d_22", "resnet18")
+FAST = (LIGHT_DRN, LIGHT_RESNET)
 LIGHT = next((n for n in FAST if n in DENSE), DENSE[0])
 # Tests that fit() a model end to end carry the ``train`` mark: CI runs them
 # as their own step, which keeps README's default suite under 15 minutes.
@@ -127,7 +130,10 @@ def test_freeze_backbone_trains_only_the_head(batch):
             assert not changed, f"backbone layer {layer.name} changed"
 
 
-@pytest.mark.parametrize("name", DENSE)
+# The tiny configs and the light models by default; every published dense
+# model (a full-depth build each) in the slow step.
+@pytest.mark.parametrize("name", [n for n in TINY_NAMES if n in train.dense_models()] + [
+    n if n in LIGHT_MODELS else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
 def test_head_layers_found_for_every_dense_model(name):
     model = train.build_dense(name, classes=3)
     head = train.head_layer_names(model, name)
@@ -138,14 +144,11 @@ def test_head_layers_found_for_every_dense_model(name):
 # ------------------------------------------- fit every dense model
 
 
-# Models whose valid-padded stem needs more than 32x32 (inception_v3's
-# reductions leave nothing of a 32x32 input).
-MIN_SIZE = {"inception_v3": 96}
-
-
 def _sized(name, batch):
-    size = MIN_SIZE.get(name)
-    if not size:
+    """The batch at the model's smallest legal dense input where 32x32 is too
+    small (inception_v3's valid-padded reductions)."""
+    size = min_side(name, "dense")
+    if size <= batch[0].shape[1]:
         return batch
     x, y = batch
     x = tf.image.resize(x, (size, size))
