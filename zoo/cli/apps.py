@@ -54,14 +54,19 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
     Returns:
         ``(model, names)``: the ``keras.Model`` and its class names.
     """
-    from zoo.labels import label_set_for_weights, resolve_names
+    from zoo.labels import checkpoint_record, names_for_weights
     from zoo.registry import create_model
 
     kwargs = app_builder_kwargs(model_name, mode, classes, include_preprocessing, model_kwargs)
+    # A fine-tuned run's checkpoint.keras records the preprocessing it was
+    # trained with (zoo finetune): that, not another tag's, goes inside.
+    record = checkpoint_record(weights) if weights is not None else None
+    if include_preprocessing and record and isinstance(record.get("preprocessing"), dict) \
+            and "preprocessing" not in kwargs:
+        kwargs["preprocessing"] = record["preprocessing"]
     model = create_model(model_name, weights=weights, **kwargs)
     n = int(model.outputs[0].shape[-1])
-    label_set = label_set_for_weights(model_name, weights, n)
-    return model, resolve_names(label_set, n)
+    return model, names_for_weights(model_name, weights, n)
 
 
 # --- zoo predict ----------------------------------------------------------------
@@ -130,20 +135,83 @@ def _classify_input(model, image):
     return np.clip(np.round(x.numpy()), 0, 255).astype("uint8")
 
 
+def _check_predict_options(args):
+    """One-line errors for option values the parser lets through."""
+    import math
+
+    bad = [s for s in args.scales if not math.isfinite(s) or s <= 0]
+    if bad:
+        raise ValueError(f"--scales: every scale must be a finite number > 0; got {bad[0]}")
+    if args.top_maps < 1:
+        raise ValueError(f"--top-maps must be >= 1; got {args.top_maps}")
+    if args.tile is not None and args.tile < 1:
+        raise ValueError(f"--tile must be >= 1; got {args.tile}")
+    if not (math.isfinite(args.overlap) and 0 <= args.overlap < 1):
+        raise ValueError(f"--overlap must be in [0, 1); got {args.overlap}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+
+
+def _same_file(a, b):
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def planned_outputs(images, out, mode):
+    """Each input's output files in ``out``, refusing any plan that writes
+    over an input or writes one file twice.
+
+    Names are the input's stem plus a suffix (dense: ``<stem>.png`` and
+    ``<stem>_overlay.png``; heatmap: ``<stem>_heatmap.png``), compared
+    case-insensitively (a case-insensitive file system would merge them).
+
+    Returns:
+        ``{image: [paths]}`` (classify mode writes nothing: empty lists).
+
+    Raises:
+        ValueError: two inputs would write one file (``a/x.png`` and
+            ``b/x.jpg``), or an output is one of the inputs.
+    """
+    suffixes = {"dense": (".png", "_overlay.png"), "heatmap": ("_heatmap.png",)}.get(mode, ())
+    plan, owner = {}, {}
+    for image in images:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        paths = [os.path.join(out, stem + suffix) for suffix in suffixes]
+        for path in paths:
+            key = os.path.normcase(os.path.abspath(path)).lower()
+            if key in owner and owner[key] != image:
+                raise ValueError(f"{owner[key]} and {image} would both write {path}: rename one, "
+                                 "or run them with different --out folders")
+            owner[key] = image
+            for other in images:
+                if _same_file(path, other):
+                    raise ValueError(f"{image}: its output {path} would overwrite the input {other}: "
+                                     "choose another --out folder")
+        plan[image] = paths
+    return plan
+
+
 def cmd_predict(args):
     """``zoo predict``: class ids + overlay (dense), top-k (classify) or
     top-class heatmaps (heatmap) per image."""
     import numpy as np
 
+    from zoo.apps.imaging import image_size, read_image
     from zoo.apps.predictor import Predictor
-    from zoo.cli.render import Progress, read_rgb
+    from zoo.cli.render import Progress
     from zoo.labels import decode_predictions, palette
 
+    _check_predict_options(args)
     for path in args.images:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such image file")
     if args.mode != "classify" and not args.out:
         raise ValueError(f"--out DIR is required with --mode {args.mode}")
+    if args.out:
+        planned_outputs(args.images, args.out, args.mode)
+    for path in args.images:
+        image_size(path)  # the header only: not an image, or over the pixel limit, before any work
     app_builder_kwargs(args.model, args.mode, args.classes, True, args.model_kwargs)  # fail before the note
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
@@ -153,24 +221,31 @@ def cmd_predict(args):
     if args.mode != "classify":
         predictor = Predictor(model, scales=args.scales, flip=args.flip, tile=args.tile,
                               overlap=args.overlap, batch_size=args.batch_size)
+    channels = model.inputs[0].shape[-1] or 3
     colours = palette(len(names))
     bar = Progress(len(args.images))
     results = []
     for path in args.images:
-        image, note = read_rgb(path)
+        image, note = read_image(path, channels)
         if note:
             sys.stderr.write(f"\rnote: {note}\n")
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if args.mode == "classify":
-            probs = np.asarray(model(_classify_input(model, image), training=False), "float32")
-            results.append((path, decode_predictions(probs, top=5, labels=names)[0]))
-        elif args.mode == "dense":
-            labels = predictor.labels(image)
-            results.append((path, _dense_outputs(args, stem, image, labels, names, colours)))
-        else:
-            scores = predictor.predict(image)
-            written, top = _heatmap_outputs(args, stem, image, scores, names)
-            results.append((path, (written, top)))
+        rgb = image if channels == 3 else np.repeat(image[..., :1], 3, -1) if channels == 1 else image[..., :3]
+        stem = os.path.splitext(os.path.basename(path))[0]  # planned_outputs checked the names
+        try:
+            if args.mode == "classify":
+                probs = np.asarray(model(_classify_input(model, image), training=False), "float32")
+                results.append((path, decode_predictions(probs, top=5, labels=names)[0]))
+            elif args.mode == "dense":
+                labels = predictor.labels(image)
+                results.append((path, _dense_outputs(args, stem, rgb, labels, names, colours)))
+            else:
+                scores = predictor.predict(image)
+                written, top = _heatmap_outputs(args, stem, rgb, scores, names)
+                results.append((path, (written, top)))
+        except ValueError as e:
+            if "minimum" in str(e):
+                raise ValueError(f"{path}: {e}") from None
+            raise
         bar.step(os.path.basename(path))
     for path, result in results:
         if args.mode == "classify":
@@ -191,7 +266,14 @@ def cmd_predict(args):
 def cmd_export(args):
     """``zoo export``: a SavedModel, LiteRT or ONNX artifact via ``model.export``."""
     from zoo.apps.export import export_model
+    from zoo.apps.predictor import check_min_size
 
+    if args.size is not None and min(args.size) < 1:
+        raise ValueError(f"--size {args.size[0]} {args.size[1]}: height and width must be >= 1")
+    if os.path.lexists(args.out):
+        kind = "a SavedModel" if os.path.isfile(os.path.join(args.out, "saved_model.pb")) else "a file or folder"
+        raise ValueError(f"--out {args.out}: {kind} is already there; zoo export never writes over one "
+                         "(remove it or choose another path)")
     app_builder_kwargs(args.model, args.mode, args.classes, args.include_preprocessing,
                        args.model_kwargs)  # fail before the note
     if args.weights is None:
@@ -199,6 +281,8 @@ def cmd_export(args):
     model, _ = build_app_model(args.model, args.weights, args.mode, args.classes,
                                include_preprocessing=args.include_preprocessing,
                                model_kwargs=args.model_kwargs)
+    if args.size is not None:
+        check_min_size(model, args.size, f"--size {args.size[0]} {args.size[1]}: input")
     try:
         # pixels: the artifact takes uint8 (its Preprocess layer casts)
         export_model(model, args.out, args.format, size=args.size,
@@ -216,15 +300,13 @@ def cmd_export(args):
 # --- zoo heatmap ------------------------------------------------------------------
 
 def _check_image(path):
-    """Fails early, in one line, on an image path that is missing or not an image."""
+    """Fails early, in one line, on an image path that is missing, not an
+    image or over the pixel limit (:mod:`zoo.apps.imaging`: header only)."""
+    from zoo.apps.imaging import image_size
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    import tensorflow as tf
-
-    try:
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-        raise ValueError(f"{path} is not an image (JPEG, PNG, GIF, BMP or WebP)") from None
+    image_size(path)
 
 
 def cmd_heatmap(args):

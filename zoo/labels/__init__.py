@@ -92,8 +92,33 @@ def class_names(model_name, tag=None):
     return load_labels(label_set)
 
 
+def manifest_tag_for_path(model_name, path):
+    """The published tag whose manifest file has ``path``'s file name, or None.
+
+    A file given by path is matched to its own manifest entry by name only;
+    a file that matches none (a fine-tune, a renamed copy) has no entry, and
+    nothing is guessed from its class count.
+    """
+    from zoo import weights as zw
+
+    base = os.path.basename(str(path))
+    for tag in zw.available_tags(model_name):
+        entry = zw.manifest_entry(model_name, tag)
+        files = [entry] + list((entry.get("files") or {}).values())
+        if any(f.get("file") == base for f in files if isinstance(f, dict)):
+            return tag
+    return None
+
+
 def label_set_for_weights(model_name, weights, classes):
     """The label set of a model built from ``weights``, if it has one.
+
+    Names come only from the weights' own manifest entry: a published tag's,
+    or the entry whose file name a path matches
+    (:func:`manifest_tag_for_path`). A fine-tuned file that matches no entry
+    gets no label set, even when its class count equals a published set's
+    (a 19-class fine-tune is not Cityscapes); the caller then uses its own
+    record (:func:`checkpoint_record`) or ``class_<i>``.
 
     Args:
         model_name: registry name.
@@ -101,21 +126,69 @@ def label_set_for_weights(model_name, weights, classes):
         classes: the number of classes the built model predicts.
 
     Returns:
-        A label-set name whose size is ``classes``, or None: random weights,
-        or no published label set of that size (e.g. a 10-class fine-tune).
+        A label-set name whose size is ``classes``, or None.
     """
     from zoo import weights as zw
 
     if weights is None:
         return None
-    tags = zw.available_tags(model_name)
-    if isinstance(weights, str) and weights in tags:
-        candidates = [label_set_for(model_name, weights)]
+    if isinstance(weights, str) and weights in zw.available_tags(model_name):
+        tag = weights
     else:
-        # a checkpoint file keeps the labels of the published weights it
-        # came from: the first tag whose label set has its class count
-        candidates = [label_set_for(model_name, tag) for tag in tags]
-    return next((s for s in candidates if s and len(load_labels(s)) == classes), None)
+        tag = manifest_tag_for_path(model_name, weights)
+    if tag is None:
+        return None
+    label_set = label_set_for(model_name, tag)
+    return label_set if label_set and len(load_labels(label_set)) == classes else None
+
+
+# The largest config.json read from a .keras archive for its zoo record.
+MAX_RECORD_BYTES = 64 << 20
+
+
+def checkpoint_record(path):
+    """The ``model.zoo`` record saved inside a ``.keras`` archive (a
+    fine-tuned run's ``checkpoint.keras`` records its ``class_names`` and
+    ``preprocessing`` there), or None for any other file.
+
+    The archive's config.json is read through the zip-bomb guard
+    (:func:`zoo.weights.readers.limits.read_zip_member`).
+    """
+    import json
+    import zipfile
+
+    from zoo.weights.readers.limits import read_zip_member
+
+    path = str(path)
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "config.json" not in z.namelist():
+                return None
+            if z.getinfo("config.json").file_size > MAX_RECORD_BYTES:
+                return None
+            config = json.loads(read_zip_member(path, z, "config.json").decode("utf8"))
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError):
+        return None
+    record = config.get("config", {}).get("zoo") if isinstance(config, dict) else None
+    return dict(record) if isinstance(record, dict) else None
+
+
+def names_for_weights(model_name, weights, classes):
+    """Class names for a model of ``classes`` outputs built from ``weights``.
+
+    In order: the names a ``.keras`` checkpoint records (a fine-tuned run's
+    own, when their count is ``classes``); the label set of the weights'
+    own manifest entry; else ``class_0 .. class_<classes-1>``. Never a label
+    set guessed from the class count.
+    """
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        record = checkpoint_record(weights) or {}
+        names = record.get("class_names")
+        if isinstance(names, list) and len(names) == classes:
+            return resolve_names(names, classes)
+    return resolve_names(label_set_for_weights(model_name, weights, classes), classes)
 
 
 def resolve_names(labels, classes=None):

@@ -273,14 +273,19 @@ def folder_pairs(folder):
     images_dir, masks_dir = os.path.join(folder, "images"), os.path.join(folder, "masks")
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f"{folder}: expected an images/ folder (and masks/) inside")
-    pairs = []
+    pairs, seen = [], {}
     for fname in sorted(os.listdir(images_dir)):
         stem, ext = os.path.splitext(fname)
         if ext.lower() not in (".png", ".jpg", ".jpeg"):
             continue
         mask = os.path.join(masks_dir, stem + ".png")
+        if stem in seen:
+            raise ValueError(
+                f"{images_dir}: {seen[stem]} and {fname} share the stem {stem!r} and so "
+                f"the one mask {mask}; keep one of them, or rename one (with its own mask)")
         if not os.path.isfile(mask):
             raise FileNotFoundError(f"image {fname} has no mask {mask}")
+        seen[stem] = fname
         pairs.append((stem, os.path.join(images_dir, fname), mask))
     if not pairs:
         raise FileNotFoundError(f"{images_dir}: no .png/.jpg images")
@@ -395,13 +400,26 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
         if split == "validation" and "validation" not in builder.info.splits:
             split = "train"
         raw = builder.as_dataset(split=split, shuffle_files=False)
-        # Checked before any training: a class id beyond classes.txt would
-        # otherwise surface as a raw TF error at the first step.
-        top, where = _max_label(raw)
+        # Checked before any training, over every split, so that both splits
+        # agree on the class count: a class id beyond classes.txt, or (without
+        # it) a validation id beyond the training split's, would otherwise
+        # surface as a raw TF error after the first epoch.
+        top, where, where_split = -1, None, None
+        for each in builder.info.splits:
+            key = (builder.builder_config.name, builder.data_dir, each)
+            if key not in _SPLIT_LABELS:
+                _SPLIT_LABELS[key] = _max_label(builder.as_dataset(split=each, shuffle_files=False))
+            each_top, each_where, labelled = _SPLIT_LABELS[key]
+            if labelled == 0:
+                raise ValueError(
+                    f"{root}: every mask pixel of the {each} split is the ignore label {IGNORE_LABEL}; "
+                    "there is nothing to train on or to measure: label some pixels with class ids")
+            if each_top > top:
+                top, where, where_split = each_top, each_where, each
         if names is not None and top >= len(names):
             raise ValueError(
                 f"{root}: mask {where}.png has class id {top} but classes.txt names {len(names)} "
-                f"classes (ids 0..{len(names) - 1}; 255 = ignore)")
+                f"classes (ids 0..{len(names) - 1}; 255 = ignore), in the {where_split} split")
         if shuffle_files:
             raw = builder.as_dataset(split=split, shuffle_files=True)
         ds = raw.map(_to_example("image", "segmentation_mask", None))
@@ -428,18 +446,27 @@ def _folder_class_names(root):
         return tuple(line.strip() for line in f if line.strip())
 
 
+# (config name, data dir, split) -> _max_label's answer; the config name
+# hashes every file of the folder, so a changed folder is scanned anew.
+_SPLIT_LABELS = {}
+
+
 def _max_label(ds):
-    """The largest class id (ignoring 255) over a folder split, and the
-    stem of the first example holding it."""
+    """The largest class id (ignoring 255) over a folder split, the stem of
+    the first example holding it, and the number of labelled (not ignored)
+    pixels."""
     def example_max(e):
         mask = e["segmentation_mask"]
-        return e["file_name"], tf.reduce_max(tf.where(mask == IGNORE_LABEL, tf.zeros_like(mask), mask))
+        labelled = tf.reduce_sum(tf.cast(mask != IGNORE_LABEL, tf.int64))
+        return (e["file_name"], tf.reduce_max(tf.where(mask == IGNORE_LABEL, tf.zeros_like(mask), mask)),
+                labelled)
 
-    top, where = 0, None
-    for name, value in ds.map(example_max).as_numpy_iterator():
+    top, where, count = 0, None, 0
+    for name, value, labelled in ds.map(example_max).as_numpy_iterator():
+        count += int(labelled)
         if where is None or int(value) > top:
             top, where = int(value), name.decode("utf8")
-    return top, where
+    return top, where, count
 
 
 def _prepare_folder(builder):

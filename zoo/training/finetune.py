@@ -114,14 +114,21 @@ def evaluate(model, ds, num_classes, ignore_label=255, predict=None):
     predict = predict or predict_fn(model)
     for x, y in ds:
         metric.update_state(y, predict(x))
-    per_class = metric.per_class()
+    per_class = metric.per_class()  # raises on labels outside [0, num_classes)
+    if metric.labelled_pixels() == 0:
+        raise ValueError(
+            f"the evaluation data has no labelled pixels (every mask pixel is the ignore label "
+            f"{ignore_label}), so there is no mIoU to report: give the validation split masks "
+            f"with class ids 0..{num_classes - 1}")
     return per_class, float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
 
 
 def print_iou(per_class, class_names, title):
     import numpy as np
 
-    print(f"\n{title}: mIoU {np.nanmean(per_class):.3f}")
+    seen = np.isfinite(per_class)
+    print(f"\n{title}: mIoU {np.mean(per_class[seen]):.3f}" if seen.any()
+          else f"\n{title}: mIoU - (no class occurs in the validation data)")
     for name, iou in zip(class_names, per_class):
         print(f"  {name:20s} {'-' if np.isnan(iou) else f'{iou:.3f}'}")
 
@@ -161,15 +168,26 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, pred
     return path
 
 
+def _temporary_name(path):
+    """A temporary name beside ``path`` that belongs to this process alone:
+    ``.tmp-<pid>-<random>-<name>`` (the name keeps ``path``'s suffix, from
+    which Keras picks the format)."""
+    import uuid
+
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}")
+
+
 def _replace_atomically(path, write):
     """Writes ``path`` through a temporary file in the same folder, then renames.
 
-    ``write(tmp)`` writes the temporary file; its name keeps ``path``'s
-    suffix (Keras picks the format from it). A process killed meanwhile
-    leaves the previous ``path`` intact and at most a stray temporary file.
+    ``write(tmp)`` writes the temporary file, whose name is this call's own
+    (:func:`_temporary_name`): only that file is ever removed, so another
+    job's in-flight file in the same folder is never touched. A process
+    killed meanwhile leaves the previous ``path`` intact and at most a
+    stray temporary file.
     """
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    tmp = _temporary_name(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -178,10 +196,233 @@ def _replace_atomically(path, write):
             os.remove(tmp)
 
 
-def _remove_stale_temporaries(out):
-    for name in os.listdir(out):
-        if name.startswith(".tmp-"):
-            os.remove(os.path.join(out, name))
+def _write_json(path, record):
+    """Writes ``record`` to ``path`` atomically (temporary file, fsync, rename)."""
+    tmp = _temporary_name(path)
+    try:
+        with open(tmp, "w", encoding="utf8") as f:
+            json.dump(record, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ------------------------------------------------------ the run folder
+
+# The files a run writes in --out; the only ones it ever removes (and only
+# when --out holds a zoo run, i.e. its state.json).
+RUN_FILES = (CHECKPOINT, WEIGHTS, STATE, LOG, OVERLAY)
+# state.json's largest accepted size (it holds the options and one log row).
+MAX_STATE_BYTES = 1 << 20
+
+# The options that define a run, as state.json records them, and how the
+# user sets each. Resuming compares every one; --epochs is left out on
+# purpose (raising it trains an existing run further), as are the options
+# that only say where data lives or how much is printed.
+RUN_OPTIONS = {
+    "model": "--model", "model_kwargs": "--model-kwargs", "weights": "--weights", "data": "--data",
+    "classes": "the dataset's class count", "class_names": "the dataset's class names",
+    "size": "--size", "batch_size": "--batch-size", "steps_per_epoch": "--steps-per-epoch",
+    "scale_range": "--scale-range", "lr": "--lr", "optimizer": "--optimizer",
+    "precision": "--precision", "freeze": "--freeze", "freeze_bn": "--no-freeze-bn", "seed": "--seed",
+    "preprocessing": "the weights' preprocessing",
+}
+
+
+def run_options(args, num_classes, class_names, steps, preprocessing):
+    """The record of the options that define a run (:data:`RUN_OPTIONS`), as
+    JSON values: what state.json keeps and resuming compares."""
+    data_name = args.data
+    if data_name.startswith("folder:"):
+        data_name = "folder:" + os.path.abspath(data_name[len("folder:"):])
+    weights = args.weights
+    if isinstance(weights, str) and os.path.isfile(weights):
+        weights = os.path.abspath(weights)
+    freeze_bn = args.freeze_bn if args.freeze_bn is not None else args.weights is not None
+    record = {
+        "model": args.model, "model_kwargs": dict(getattr(args, "model_kwargs", None) or {}),
+        "weights": weights, "data": data_name, "classes": int(num_classes),
+        "class_names": [str(n) for n in class_names], "size": args.size,
+        "batch_size": args.batch_size, "steps_per_epoch": int(steps),
+        "scale_range": list(getattr(args, "scale_range", None) or (0.5, 2.0)),
+        "lr": args.lr, "optimizer": args.optimizer, "precision": args.precision,
+        "freeze": args.freeze, "freeze_bn": bool(freeze_bn), "seed": args.seed,
+        "preprocessing": preprocessing,
+    }
+    return json.loads(json.dumps(record, default=repr))
+
+
+def run_mismatches(state, options):
+    """``["--lr: 0.01 in the run, 0.02 now", ...]`` for every run-defining
+    option that differs between a run's ``state`` and this call's ``options``
+    (an option the run did not record counts as different)."""
+    missing = object()
+    found = []
+    for key, flag in RUN_OPTIONS.items():
+        have, want = state.get(key, missing), options.get(key)
+        if have is missing:
+            found.append(f"{flag}: not recorded in the run, {json.dumps(want)} now")
+        elif have != want:
+            found.append(f"{flag}: {json.dumps(have)} in the run, {json.dumps(want)} now")
+    return found
+
+
+def read_state(out):
+    """``--out``'s state.json as a dict.
+
+    Raises:
+        ValueError: one line naming the file, for a file that is too large,
+            not UTF-8 JSON (e.g. truncated) or lacks a valid ``epoch``.
+    """
+    path = os.path.join(out, STATE)
+    fix = f"pass --no-resume to start the run over in {out}, or use another --out"
+    with open(path, "rb") as f:
+        raw = f.read(MAX_STATE_BYTES + 1)
+    if len(raw) > MAX_STATE_BYTES:
+        raise ValueError(f"{path} is over {MAX_STATE_BYTES} bytes, not a zoo run state; {fix}")
+    try:
+        state = json.loads(raw.decode("utf8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged: {e}); "
+                         f"the run cannot be resumed: {fix}") from None
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"{path} has no valid 'epoch'; the run cannot be resumed: {fix}")
+    return state
+
+
+def _remove_run_files(out):
+    for name in RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            os.remove(path)
+
+
+def open_run(out, options, resume=True):
+    """Checks ``--out`` before anything is built; returns the state to resume
+    from, or None to start a new run.
+
+    Rules (see docs/fine-tuning.md): a missing or empty folder starts a new
+    run; a folder with state.json is a zoo run, resumed when every option of
+    :data:`RUN_OPTIONS` matches (else refused, naming them) or, with
+    ``resume=False``, started over (only :data:`RUN_FILES` are removed); any
+    other non-empty folder is refused, whatever it holds. Temporary files of
+    other processes are never touched.
+
+    Raises:
+        ValueError: one line saying why and what to do.
+    """
+    os.makedirs(out, exist_ok=True)
+    names = set(os.listdir(out))
+    if STATE not in names:
+        if not names:
+            return None
+        ours = sorted(names & set(RUN_FILES))
+        if ours:
+            raise ValueError(
+                f"{out} holds {', '.join(ours)} but no {STATE}, so zoo cannot tell which run they "
+                "belong to and will neither resume nor delete them: move them out of the way, "
+                "or use another --out")
+        raise ValueError(f"{out} is not empty and is not a zoo run folder (no {STATE}); zoo only "
+                         "writes into an empty or new folder or its own runs: use another --out")
+    if not resume:
+        _remove_run_files(out)
+        return None
+    state = read_state(out)
+    mismatches = run_mismatches(state, options)
+    if mismatches:
+        raise ValueError(
+            f"{out} holds another run ({'; '.join(mismatches)}): to start a new run use another "
+            f"--out, or --no-resume to start over in {out} (replacing its checkpoint and log)")
+    if state["epoch"] == 0:  # stopped before its first checkpoint: nothing to resume
+        _remove_run_files(out)
+        return None
+    if CHECKPOINT not in names:
+        raise ValueError(
+            f"{os.path.join(out, STATE)} records epoch {state['epoch']} but {CHECKPOINT} is missing; "
+            f"the run cannot be resumed: use another --out, or --no-resume to start over in {out}")
+    stale = sorted(n for n in names if n.startswith(".tmp-"))
+    if stale:
+        print(f"note: {out} holds temporary files of another process, left alone: {', '.join(stale)}")
+    return state
+
+
+def load_checkpoint(path, scope=None):
+    """``keras.models.load_model(path)`` once every member of the archive
+    has passed the zip-bomb guard (:func:`zoo.weights.readers.limits.read_zip_member`).
+
+    Raises:
+        ValueError: the file is not a zip archive, or a member would inflate
+            beyond the guard's bounds (CheckpointError, naming the file).
+    """
+    import zipfile
+
+    import keras
+
+    from zoo.weights.readers.limits import read_zip_member
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                read_zip_member(path, z, info.filename, limit=0)
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path} is not a Keras .keras archive ({e}); the run cannot be resumed: "
+                         "use another --out, or --no-resume to start over") from None
+    if scope is None:
+        return keras.models.load_model(path)
+    with scope:
+        return keras.models.load_model(path)
+
+
+def check_log(out):
+    """Moves an unreadable log.csv (not UTF-8, or not CSV) aside to
+    ``log.csv.unreadable[-N]`` with a note, so that it never blocks resuming;
+    returns the new path or None."""
+    import csv
+
+    path = os.path.join(out, LOG)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf8", newline="") as f:
+            rows = list(csv.reader(f))
+        if rows and not rows[0]:
+            raise ValueError("empty header")
+        return None
+    except (UnicodeDecodeError, csv.Error, ValueError) as e:
+        reason = e
+    aside, n = path + ".unreadable", 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{path}.unreadable-{n}"
+    os.replace(path, aside)
+    print(f"note: {path} cannot be read as a UTF-8 CSV ({type(reason).__name__}); moved it to {aside} "
+          "and started a new log")
+    return aside
+
+
+def record_run(model, class_names, preprocessing):
+    """Records the run's class names and input preprocessing in ``model.zoo``
+    (saved inside checkpoint.keras), so ``zoo predict --weights
+    runs/x/checkpoint.keras`` labels and preprocesses as the run did."""
+    record = getattr(model, "zoo", None)
+    if isinstance(record, dict):
+        record["class_names"] = [str(n) for n in class_names]
+        record["preprocessing"] = json.loads(json.dumps(preprocessing, default=repr))
+
+
+def check_backend():
+    """``zoo finetune`` trains through tf.data and ``tf.function``: refuse any
+    other Keras backend at the start, in one line."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(f"zoo finetune, zoo demo and zoo distributed need the TensorFlow backend; "
+                         f"KERAS_BACKEND is {backend!r}: run with KERAS_BACKEND=tensorflow")
 
 
 class _CheckpointWriter:
@@ -295,13 +536,21 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
 
     from zoo.training import data, train
 
+    check_backend()
     tfds.disable_progress_bar()
     keras.utils.set_random_seed(args.seed)
     t0 = time.time()
-    os.makedirs(args.out, exist_ok=True)
+    # refuse a foreign --out or a damaged state.json before any data is prepared
+    if not os.path.isfile(os.path.join(args.out, STATE)):
+        open_run(args.out, {}, resume=False)
+    elif args.resume:
+        read_state(args.out)
     source = data.load(args.data, "train", args.data_dir, args.download, args.manual_dir)
     val_source = data.load(args.data, "validation", args.data_dir, args.download, args.manual_dir)
     num_classes = source.num_classes
+    if val_source.num_classes != num_classes:
+        raise ValueError(f"{args.data}: the training split has {num_classes} classes but the validation "
+                         f"split {val_source.num_classes}")
     preprocessing = data.preprocessing_for(args.model, args.weights)
     size = args.size
     scale_range = tuple(getattr(args, "scale_range", None) or (0.5, 2.0))
@@ -317,35 +566,20 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     total_steps = steps * args.epochs
 
     ckpt = os.path.join(args.out, CHECKPOINT)
-    state_path = os.path.join(args.out, STATE)
     initial_epoch = 0
     freeze_bn = args.freeze_bn if args.freeze_bn is not None else args.weights is not None
     builder_kwargs = dict(getattr(args, "model_kwargs", None) or {})  # zoo finetune --model-kwargs
-    model_kwargs = json.loads(json.dumps(builder_kwargs, default=repr))  # as state.json records them
-    meta = {"model": args.model, "weights": args.weights, "data": args.data, "size": size,
-            "classes": num_classes, "class_names": list(source.class_names),
-            "model_kwargs": model_kwargs}
+    meta = run_options(args, num_classes, source.class_names, steps, preprocessing)
     scope = strategy.scope() if strategy is not None else train._null_scope()
-    _remove_stale_temporaries(args.out)
     t_build = time.time()
-    if args.resume and os.path.isfile(ckpt) and os.path.isfile(state_path):
-        with open(state_path) as f:
-            state = json.load(f)
-        if state.get("model") != args.model or state.get("classes") != num_classes:
-            raise ValueError(f"{args.out} holds a run of {state.get('model')} with "
-                             f"{state.get('classes')} classes; use another --out or --no-resume")
-        if state.get("model_kwargs", {}) != model_kwargs:
-            raise ValueError(f"{args.out} holds a run with --model-kwargs {state.get('model_kwargs', {})}, "
-                             f"not {model_kwargs}; use another --out or --no-resume")
-        with scope:
-            model = keras.models.load_model(ckpt)
+    state = open_run(args.out, meta, resume=args.resume)
+    if state is not None:
+        check_log(args.out)
+        model = load_checkpoint(ckpt, scope)
         train.set_schedule_steps(model, total_steps)
         initial_epoch = int(state["epoch"])
         print(f"resuming {args.model} from {ckpt} after epoch {initial_epoch}")
     else:
-        for stale in (CHECKPOINT, WEIGHTS, STATE, LOG):
-            if os.path.exists(os.path.join(args.out, stale)):
-                os.remove(os.path.join(args.out, stale))
         keras.utils.set_random_seed(args.seed)  # same init whether or not data was just generated
         model = train.prepare(
             args.model, weights=args.weights, classes=num_classes, freeze_bn=freeze_bn,
@@ -353,6 +587,9 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
             total_steps=total_steps, optimizer=args.optimizer, learning_rate=args.lr,
             strategy=strategy, **builder_kwargs,
         )
+        # the run exists from now on (epoch 0: nothing to resume yet)
+        _write_json(os.path.join(args.out, STATE), {**meta, "epoch": 0, "logs": {}})
+    record_run(model, source.class_names, preprocessing)
     timings = {"build": time.time() - t_build, "evaluate": 0.0}
     result = {"model": model, "class_names": source.class_names, "initial_epoch": initial_epoch,
               "timings": timings}

@@ -94,27 +94,66 @@ class SegmentationMeanIoU(keras.metrics.MeanIoU):
     Keras's ``MeanIoU`` (a confusion matrix accumulated over batches; classes
     absent from both prediction and truth do not count in the mean) with
     segmentation defaults.
+
+    Labels outside ``[0, num_classes)`` that are not the ignore label are
+    never dropped silently: they are counted (``out_of_range``), ``result()``
+    turns NaN as soon as one is seen, and :meth:`per_class` raises, naming
+    how many pixels and the class range. (Keras's MeanIoU alone leaves them
+    out of the confusion matrix without a word.)
     """
 
     def __init__(self, num_classes, name="miou", ignore_class=IGNORE_LABEL, sparse_y_pred=False, **kwargs):
         super().__init__(num_classes=num_classes, name=name, ignore_class=ignore_class,
                          sparse_y_pred=sparse_y_pred, **kwargs)
+        self.out_of_range = self.add_variable(shape=(), initializer="zeros", dtype="float32",
+                                              name="out_of_range")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.cast(y_true, "int32")
         if not self.sparse_y_pred and len(y_true.shape) == len(y_pred.shape):
             y_true = ops.squeeze(y_true, -1)
+        bad = ops.logical_or(y_true < 0, y_true >= self.num_classes)
+        if self.ignore_class is not None:
+            bad = ops.logical_and(bad, ops.not_equal(y_true, self.ignore_class))
+        self.out_of_range.assign_add(ops.sum(ops.cast(bad, "float32")))
         return super().update_state(y_true, y_pred, sample_weight)
 
+    def result(self):
+        miou = super().result()
+        return ops.where(self.out_of_range > 0, ops.cast(float("nan"), miou.dtype), miou)
+
+    def reset_state(self):
+        super().reset_state()
+        self.out_of_range.assign(0.0)
+
+    def check_labels(self):
+        """Raises ValueError if any label outside ``[0, num_classes)`` (not
+        the ignore label) was seen."""
+        bad = int(ops.convert_to_numpy(self.out_of_range))
+        if bad:
+            raise ValueError(
+                f"{bad} labelled pixels have class ids outside 0..{self.num_classes - 1} "
+                f"(and are not the ignore label {self.ignore_class}); the data does not match "
+                f"the model's {self.num_classes} classes")
+
     def per_class(self):
-        """IoU of every class as a numpy array (NaN for a class never seen)."""
+        """IoU of every class as a numpy array (NaN for a class never seen).
+
+        Raises:
+            ValueError: labels outside ``[0, num_classes)`` were seen.
+        """
         import numpy as np
 
+        self.check_labels()
         cm = np.asarray(ops.convert_to_numpy(self.total_cm), "float64")
         inter = np.diag(cm)
         union = cm.sum(0) + cm.sum(1) - inter
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(union > 0, inter / union, np.nan)
+
+    def labelled_pixels(self):
+        """How many pixels counted (not the ignore label)."""
+        return float(ops.convert_to_numpy(ops.sum(self.total_cm)))
 
 
 def poly_schedule(learning_rate, total_steps, power=POLY_POWER, end_learning_rate=0.0):
