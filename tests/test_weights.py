@@ -106,9 +106,16 @@ def test_malicious_pth_never_runs(tmp_path, monkeypatch):
 
 
 def test_class_count_mismatch_drops_classifier_with_warning(vgg16_reference):
+    # Refused by default (issue 19 item 2); skip_mismatch=True asks for it.
+    from zoo import assembler
+
     ref, top, _ = vgg16_reference
+    with pytest.raises(CheckpointError, match="predictions.*skip_mismatch=True"):
+        zoo.VGG16(weights=top, classes=10, mode="heatmap")
+    model = zoo.VGG16(classes=10, mode="heatmap")
+    wmap = assembler.derive_weight_map(assembler.backbone_spec("vgg16"), "heatmap")
     with pytest.warns(UserWarning, match="predictions"):
-        model = zoo.VGG16(weights=top, classes=10, mode="heatmap")
+        zoo.load_weights(model, top, "vgg16", wmap, skip_mismatch=True)
     np.testing.assert_array_equal(
         model.get_layer("fc2").get_weights()[1], ref.get_layer("fc2").get_weights()[1]
     )

@@ -127,27 +127,63 @@ class Preprocess(keras.layers.Layer):
         return {**super().get_config(), "spec": self.spec}
 
 
+# Sane ranges: caffe means are on the 0..255 scale, torch means and stds on
+# the 0..1 scale (a little slack either way for unusual datasets).
+_RANGES = {
+    ("caffe", "mean"): (-255.0, 510.0),
+    ("torch", "mean"): (-1.0, 2.0),
+    ("torch", "std"): (1e-3, 10.0),
+    ("caffe", "std"): (1e-3, 1000.0),
+}
+
+
 def check_spec(spec):
-    """Checks a preprocessing record.
+    """Checks a preprocessing record, field by field.
 
     Args:
-        spec: a manifest ``preprocessing`` record.
+        spec: a manifest ``preprocessing`` record (a dict).
 
     Returns:
         ``spec`` unchanged.
 
     Raises:
-        ValueError: unknown type, or a caffe/torch record without 3-value
-            ``mean`` (and ``std``).
+        ValueError: naming the bad field: not a dict; unknown ``type``; a
+            caffe/torch record without a 3-value ``mean`` (and ``std``); a
+            value that is not a real number (strings and bools included),
+            not finite, or outside the sane range (caffe mean in
+            [-255, 510] on the 0..255 scale; torch mean in [-1, 2] and std
+            in [0.001, 10] on the 0..1 scale; a std must be > 0).
     """
+    import math
+    import numbers
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"a preprocessing record must be a dict; got {type(spec).__name__}")
     kind = spec.get("type", "torch")
     if kind not in ("caffe", "torch", "tf"):
         raise ValueError(f"unknown preprocessing type {kind!r}; valid choices: caffe, torch, tf")
     needed = {"caffe": ("mean",), "torch": ("mean", "std"), "tf": ()}[kind]
     for key in needed:
         value = spec.get(key)
-        if value is None or len(value) != 3:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
             raise ValueError(f"{kind} preprocessing needs a 3-value {key!r} (per RGB/BGR channel); got {value!r}")
+    for key in ("mean", "std"):
+        if key not in spec or kind == "tf":
+            continue
+        value = spec[key]
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+            raise ValueError(f"preprocessing {key!r} must be 3 numbers; got {value!r}")
+        lo, hi = _RANGES[(kind, key)]
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"preprocessing {key}[{i}] must be a number; got {v!r}")
+            if not math.isfinite(float(v)):
+                raise ValueError(f"preprocessing {key}[{i}] must be finite; got {v!r}")
+            if key == "std" and float(v) <= 0:
+                raise ValueError(f"preprocessing std[{i}] must be > 0; got {v!r}")
+            if not lo <= float(v) <= hi:
+                raise ValueError(f"preprocessing {key}[{i}] = {v!r} is outside the sane range "
+                                 f"[{lo:g}, {hi:g}] for {kind} preprocessing")
     if kind == "caffe" and spec.get("channels", "BGR") not in ("BGR", "RGB"):
         raise ValueError(f"caffe preprocessing channels must be 'BGR' or 'RGB'; got {spec['channels']!r}")
     return spec

