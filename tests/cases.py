@@ -39,6 +39,10 @@ FAMILY = {
     "inception_v3": "inception", "deeplabv3_resnet50": "deeplabv3",
 }
 
+# The test-only tiny VGG config (tests/tiny_models.py): the VGG loaders'
+# name tables and FC reshapes without the 500 MB fully-connected head.
+TINY_VGG = "test_vgg"
+
 HEAVY = ("vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50", "drn_c_42",
          "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54", "drn_d_56", "drn_d_105",
          "drn_d_107", "fcn16s", "fcn32s", "deeplabv3_resnet50", "deeplabv3_resnet101")

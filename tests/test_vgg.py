@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.cases import CLASSIFY_SIZE, PARITY_SIZE
+from tests.cases import CLASSIFY_SIZE, PARITY_SIZE, TINY_VGG
 from tests.support.helpers import assert_close, images, randomize, save_legacy_h5, save_torch, torch_forward
 from zoo.layers import bilinear_kernel
 
@@ -161,16 +161,16 @@ def test_bilinear_upsampling_reproduces_a_ramp():
     np.testing.assert_allclose(np.diff(y, axis=0), 0.0, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def torchvision_vgg16(tmp_path_factory):
-    """torchvision's VGG16 layout (features / avgpool / classifier), written
-    here with random weights: ``(module, .pth path)``."""
+def _torchvision_vgg(convs=(2, 2, 3, 3, 3), widths=(64, 128, 256, 512, 512), hidden=(4096, 4096),
+                     classes=1000):
+    """torchvision's VGG layout (features / avgpool / classifier), written
+    here, with random He-scaled weights."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
     torch.manual_seed(0)
     feats, cin = [], 3
-    for convs, width in zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)):
-        for _ in range(convs):
+    for count, width in zip(convs, widths):
+        for _ in range(count):
             feats += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True)]
             cin = width
         feats.append(nn.MaxPool2d(2, 2))
@@ -181,8 +181,8 @@ def torchvision_vgg16(tmp_path_factory):
             self.features = nn.Sequential(*feats)
             self.avgpool = nn.AdaptiveAvgPool2d(7)
             self.classifier = nn.Sequential(
-                nn.Linear(25088, 4096), nn.ReLU(True), nn.Dropout(),
-                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+                nn.Linear(cin * 49, hidden[0]), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(hidden[0], hidden[1]), nn.ReLU(True), nn.Dropout(), nn.Linear(hidden[1], classes))
 
         def forward(self, x):
             return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -192,25 +192,36 @@ def torchvision_vgg16(tmp_path_factory):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0, (2.0 / m.weight[0].numel()) ** 0.5)
             nn.init.normal_(m.bias, 0, 0.1)
-    path = str(tmp_path_factory.mktemp("vgg16_tv") / "vgg16-torchvision.pth")
-    save_torch(net.state_dict(), path)
-    return net, path
+    return net
 
 
-def test_torchvision_pth_matches_a_torch_forward(torchvision_vgg16):
-    net, path = torchvision_vgg16
+def test_torchvision_pth_matches_a_torch_forward_tiny(tmp_path):
+    """torchvision's layout (features.N -> blockB_convC, classifier.0/3/6,
+    fc1's (C, H, W) flatten) on the tiny test config: the name table and the
+    flatten follow the config's widths, so the full-size VGG16 (slow, below)
+    adds only size."""
+    from tests.tiny_models import TINY
+
+    config = TINY[TINY_VGG][2]
+    net = _torchvision_vgg(config["config"], config["widths"], config["hidden"], classes=10)
+    path = save_torch(net.state_dict(), str(tmp_path / "tiny_vgg.pth"))
+    x = images(1, *CLASSIFY_SIZE, seed=5)
+    want = torch_forward(net, x)
+    got = zoo.create_model(TINY_VGG, weights=path, classes=10, classifier_activation=None)(x, training=False)
+    assert_close(got, want, **VGG, what="tiny VGG classify vs torch")
+    heat = zoo.create_model(TINY_VGG, weights=path, mode="heatmap", classes=10, classifier_activation=None)
+    assert_close(np.asarray(heat(x, training=False))[:, 0, 0], want, **VGG, what="tiny VGG heatmap vs torch")
+
+
+@pytest.mark.slow
+def test_torchvision_pth_matches_a_torch_forward(tmp_path):
+    net = _torchvision_vgg()
+    path = save_torch(net.state_dict(), str(tmp_path / "vgg16-torchvision.pth"))
     x = images(1, *CLASSIFY_SIZE, seed=5)
     want = torch_forward(net, x)
     # fc1's Linear reads a (C, H, W) flatten; Keras's Dense a (H, W, C) one.
     got = zoo.VGG16(weights=path, classifier_activation=None)(x, training=False)
     assert_close(got, want, **VGG, what="VGG16 classify vs torch")
-
-
-@pytest.mark.slow
-def test_torchvision_pth_as_sliding_classifier(torchvision_vgg16):
-    net, path = torchvision_vgg16
-    x = images(1, *CLASSIFY_SIZE, seed=6)
-    want = torch_forward(net, x)
     # The same file as a sliding classifier: fc1's Linear becomes a 7x7 conv.
     heat = zoo.VGG16(weights=path, mode="heatmap", classifier_activation=None)(x, training=False)
     assert_close(np.asarray(heat)[:, 0, 0], want, **VGG, what="VGG16 heatmap vs torch")
