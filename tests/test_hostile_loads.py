@@ -231,3 +231,149 @@ def test_safetensors_header_of_many_empty_tensors_is_bounded(tmp_path):
 def test_bad_preprocessing_records_are_refused_naming_the_field(record, field):
     with pytest.raises(ValueError, match=field):
         _build(include_preprocessing=True, preprocessing=record)
+
+
+# ------------------------------------------------------------ items 14, 17
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        try:
+            if name == "stall":
+                time.sleep(3)
+            if name == "endless":
+                self.send_response(200)
+                self.end_headers()
+                chunk = b"\0" * 65536
+                for _ in range(2000):  # 128 MiB at most, never all read
+                    self.wfile.write(chunk)
+                return
+            data = self.files.get(name)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def server():
+    handler = type("H", (_Handler,), {"files": {}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _world(monkeypatch, tmp_path, url, hash_, **extra):
+    from tests.support.helpers import use_manifest
+
+    spec = {"file": "w.bin", "url": url, "hash": hash_, **extra}
+    cache = use_manifest(monkeypatch, tmp_path, {"m": {"t": spec}})
+    return spec, cache
+
+
+def _sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_stalled_mirror_times_out_and_the_next_one_is_used(server, monkeypatch, tmp_path):
+    base, files = server
+    files["good"] = b"payload"
+    monkeypatch.setenv(zw.ENV_TIMEOUT, "0.5")
+    spec, cache = _world(monkeypatch, tmp_path, f"{base}/stall", "sha256:" + _sha(b"payload"),
+                         mirrors=[f"{base}/good"])
+    start = time.monotonic()
+    path = zw.resolve_file("m", "t")
+    assert open(path, "rb").read() == b"payload"
+    assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize("capped_by", ["size_bytes", "env"])
+def test_endless_download_is_capped_and_leaves_no_part(server, monkeypatch, tmp_path, capped_by):
+    base, _ = server
+    extra = {"size_bytes": 100_000} if capped_by == "size_bytes" else {}
+    if capped_by == "env":
+        monkeypatch.setenv(zw.ENV_MAX_BYTES, "200000")
+    spec, cache = _world(monkeypatch, tmp_path, f"{base}/endless", "sha256:" + "0" * 64, **extra)
+    with pytest.raises((CheckpointError, FileNotFoundError), match=r"more than the (100000|200000) bytes"):
+        zw.resolve_file("m", "t")
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".part")] == []
+
+
+def test_downloaded_file_is_readable_by_others(server, monkeypatch, tmp_path):
+    base, files = server
+    files["w.bin"] = b"shared"
+    spec, cache = _world(monkeypatch, tmp_path, f"{base}/w.bin", "sha256:" + _sha(b"shared"))
+    old = os.umask(0o022)
+    try:
+        path = zw.resolve_file("m", "t")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_only_our_own_dead_parts_are_cleaned(server, monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    base, files = server
+    files["w.bin"] = b"data"
+    spec, cache = _world(monkeypatch, tmp_path, f"{base}/w.bin", "sha256:" + _sha(b"data"))
+    cache.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    prefix = zw._part_prefix().rsplit("-", 2)[0]
+    stale = cache / f"{prefix}-{dead.pid}-{'a' * 16}-w.bin"
+    live = cache / f"{prefix}-{os.getppid()}-{'b' * 16}-w.bin"
+    other_host = cache / f".part-otherhost-{dead.pid}-{'c' * 16}-w.bin"
+    mkstemp_style = cache / ".part-abc123"
+    for p in (stale, live, other_host, mkstemp_style):
+        p.write_bytes(b"x")
+    zw.resolve_file("m", "t")
+    assert not stale.exists()
+    assert live.exists() and other_host.exists() and mkstemp_style.exists()
+
+
+def _forge(prefix_hex, avoid):
+    i = 0
+    while True:
+        data = b"forged-%d" % i
+        if _sha(data).startswith(prefix_hex) and data != avoid:
+            return data
+        i += 1
+
+
+def test_short_prefix_over_http_warns_and_pins_the_full_hash(server, monkeypatch, tmp_path):
+    base, files = server
+    good = b"the real weights"
+    short = "sha256:" + _sha(good)[:2]
+    files["w.bin"] = good
+    spec, cache = _world(monkeypatch, tmp_path, f"{base}/w.bin", short)
+    with pytest.warns(UserWarning, match=r"plain http.*8-bit SHA-256 prefix"):
+        path = zw.resolve_file("m", "t")
+    assert zw.pinned_sha256(short) == _sha(good)
+    # A forgery of the short prefix is refused, downloaded or found locally.
+    os.remove(path)
+    files["w.bin"] = _forge(_sha(good)[:2], good)
+    with pytest.warns(UserWarning, match="plain http"):
+        with pytest.raises((CheckpointError, FileNotFoundError), match="recorded when this file was first"):
+            zw.resolve_file("m", "t")
+    assert not os.path.exists(path)
+    with open(path, "wb") as f:
+        f.write(files["w.bin"])
+    with pytest.raises(CheckpointError, match="recorded when this file was first"):
+        zw.resolve_file("m", "t")

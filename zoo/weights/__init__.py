@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import socket
 import tempfile
 import urllib.request
 import warnings
@@ -26,6 +28,15 @@ from zoo.weights.readers import safetensors as st_io
 from zoo.weights.readers.errors import CheckpointError
 
 ENV_DIR = "KERAS_ZOO_WEIGHTS"
+# Download bounds: seconds a read may stall, and the byte cap for files whose
+# manifest record has no ``size_bytes`` (which is the cap when present).
+ENV_TIMEOUT = "KERAS_ZOO_DOWNLOAD_TIMEOUT"
+ENV_MAX_BYTES = "KERAS_ZOO_MAX_DOWNLOAD_BYTES"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_BYTES = 4 << 30
+# Full SHA-256 pins recorded on first verified download (trust on first use),
+# kept in the verified-files cache under this key.
+PINS_KEY = "__sha256_pins__"
 HF_PREFIX = "hf://"
 HF_DEFAULT_FILE = "model.safetensors"
 # Suffixes that make a weights string a path even before the file exists.
@@ -132,16 +143,24 @@ def _read_verify_cache():
         return {}
 
 
-def remember_verified(path, expected):
+def remember_verified(path, expected, full_sha256=None):
     """Records that ``path`` (at its current size and mtime) matched ``expected``.
 
     Args:
         path: a local file that was just hashed.
         expected: the manifest hash it matched.
+        full_sha256: its full SHA-256 hex digest; for a short-prefix
+            ``expected`` it is pinned (trust on first use) unless a pin
+            already exists, and every later download or re-hash of that
+            file must match it.
     """
     cache = _read_verify_cache()
     st = os.stat(path)
     cache[os.path.realpath(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": expected}
+    if full_sha256 and is_short_hash(expected):
+        pins = cache.get(PINS_KEY) if isinstance(cache.get(PINS_KEY), dict) else {}
+        pins.setdefault(expected, full_sha256)
+        cache[PINS_KEY] = pins
     target = verify_cache_path()
     tmp = None
     try:
@@ -195,7 +214,48 @@ def verify_local(path, expected, how_to_fix=""):
             f"The file is truncated, corrupt or another file under a published name; "
             f"delete it{how_to_fix}."
         )
+    check_pin(path, expected, actual if algo == "sha256" else None, how_to_fix)
     remember_verified(path, expected)
+
+
+def is_short_hash(expected):
+    """True for a SHA-256 prefix shorter than the full 64 hex digits (torch
+    hub and fyu file names carry 8: 32 bits, forgeable in hours)."""
+    algo, _, want = (expected or "").partition(":")
+    return algo == "sha256" and len(want) < 64
+
+
+def pinned_sha256(expected):
+    """The full SHA-256 recorded for a short-prefix hash on its first verified
+    download (trust on first use), or None."""
+    pins = _read_verify_cache().get(PINS_KEY)
+    return pins.get(expected) if isinstance(pins, dict) else None
+
+
+def check_pin(path, expected, full=None, how_to_fix=""):
+    """Checks ``path`` against the full SHA-256 pinned for ``expected``.
+
+    Args:
+        path: a file that already matched ``expected``.
+        expected: its manifest hash (only short SHA-256 prefixes are pinned).
+        full: the file's full SHA-256 when already computed.
+
+    Returns:
+        The file's full SHA-256 (None when ``expected`` is not a short prefix).
+
+    Raises:
+        CheckpointError: the file matches the prefix but not the pinned hash.
+    """
+    if not is_short_hash(expected):
+        return None
+    full = full or file_digest(path, "sha256")
+    pin = pinned_sha256(expected)
+    if pin is not None and pin != full:
+        raise CheckpointError(
+            f"{path}: matches the published prefix {expected} but not the full SHA-256 "
+            f"sha256:{pin} recorded when this file was first downloaded (a forgery of the "
+            f"short prefix, or another file); delete it{how_to_fix}.")
+    return full
 
 
 # ------------------------------------------------------------ resolution
@@ -228,32 +288,163 @@ def _progress_hook():
     return hook
 
 
-def download(url, dest, expected_hash, progress=True):
+def download_timeout():
+    """Seconds a download read may stall (``$KERAS_ZOO_DOWNLOAD_TIMEOUT``, default 60)."""
+    return _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, float)
+
+
+def max_download_bytes():
+    """The byte cap of a file without a manifest ``size_bytes``
+    (``$KERAS_ZOO_MAX_DOWNLOAD_BYTES``, default 4 GiB)."""
+    return _env_number(ENV_MAX_BYTES, DEFAULT_MAX_BYTES, int)
+
+
+def _env_number(name, default, kind):
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"${name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise ValueError(f"${name} must be > 0; got {raw!r}")
+    return value
+
+
+_PART = ".part-"
+
+
+def _part_prefix():
+    """The owned temporary-name prefix of this process: ``.part-<host>-<pid>-``."""
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "host"
+    return f"{_PART}{host}-{os.getpid()}-"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_parts(folder):
+    """Removes ``.part-*`` files a killed download of *this host* left in ``folder``.
+
+    Only owned names are touched: ``.part-<host>-<pid>-<random>-<file>``
+    with this host's name and a process id that no longer runs. Parts of
+    live processes, of other hosts sharing the folder, and any other file
+    are left alone.
+
+    Returns:
+        The removed paths.
+    """
+    host = _part_prefix().split("-")[1]
+    pattern = re.compile(rf"^{re.escape(_PART)}{re.escape(host)}-(\d+)-[0-9a-f]{{16}}-")
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+        except OSError:
+            pass
+    return removed
+
+
+def _shared_mode(path):
+    """``chmod`` a finished file to 0666 minus the umask (0644 usually), as
+    ``open()`` would create it: ``mkstemp``'s 0600 hides it from the other
+    users of a shared cache."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def download(url, dest, expected_hash, progress=True, max_bytes=None):
     """Downloads ``url`` to ``dest``: a temporary file, hash-checked, then
     atomically renamed, so ``dest`` never holds a partial or bad file.
 
+    Bounded: every read times out after :func:`download_timeout` seconds (a
+    stalled mirror fails over to the next one), and the file may not exceed
+    ``max_bytes`` (the manifest's ``size_bytes``; default
+    :func:`max_download_bytes`), checked against ``Content-Length`` before
+    reading and while reading. The temporary file has an owned name
+    (``.part-<host>-<pid>-<random>-<file>``), removed on any failure; parts
+    left by killed processes of this host are removed on the next download
+    into the folder (:func:`clean_stale_parts`). The result is readable by
+    others (0666 minus the umask), for shared caches.
+
+    A file checked only by a short SHA-256 prefix over plain ``http://`` is
+    warned about; its full SHA-256 is pinned on the first verified download
+    and checked on every later one (:func:`check_pin`).
+
     Raises:
-        CheckpointError: hash mismatch (the temporary file is removed).
-        OSError: the download itself failed.
+        CheckpointError: hash mismatch, or a file over the size cap (the
+            temporary file is removed).
+        OSError: the download itself failed or stalled.
     """
     folder = os.path.dirname(dest)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
-    os.close(fd)
+    clean_stale_parts(folder)
+    cap = int(max_bytes) if max_bytes else max_download_bytes()
+    if expected_hash and is_short_hash(expected_hash) and str(url).startswith("http://"):
+        warnings.warn(
+            f"{url}: served over plain http and published with only a "
+            f"{4 * len(expected_hash.partition(':')[2])}-bit SHA-256 prefix ({expected_hash}); "
+            "a forgery is feasible. Its full SHA-256 is recorded on this first download and "
+            "checked from then on.")
+    tmp = os.path.join(folder, f"{_part_prefix()}{secrets.token_hex(8)}-{os.path.basename(dest)}")
     try:
-        urllib.request.urlretrieve(url, tmp, reporthook=_progress_hook() if progress else None)
+        bar = _progress_hook() if progress else None
+        with urllib.request.urlopen(url, timeout=download_timeout()) as response, \
+                open(tmp, "xb") as out:
+            declared = response.headers.get("Content-Length") if response.headers else None
+            total = int(declared) if declared and declared.isdigit() else -1
+            if total > cap:
+                raise CheckpointError(
+                    f"{url} declares {total} bytes, more than the {cap} expected "
+                    f"(manifest size_bytes or ${ENV_MAX_BYTES}); refused")
+            done = 0
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                done += len(chunk)
+                if done > cap:
+                    raise CheckpointError(
+                        f"{url} sent more than the {cap} bytes expected (manifest size_bytes "
+                        f"or ${ENV_MAX_BYTES}); the download was stopped and discarded")
+                out.write(chunk)
+                if bar is not None:
+                    bar(done, 1, total)
+        full = None
         if not expected_hash:
             warnings.warn(f"{dest} (from {url}): upstream publishes no hash for this file; it is not verified")
         elif not check_hash(tmp, expected_hash):
             raise CheckpointError(
                 f"hash mismatch for {url}: expected {expected_hash}; the file was discarded"
             )
+        else:
+            full = check_pin(tmp, expected_hash, how_to_fix="")
+        _shared_mode(tmp)
         os.replace(tmp, dest)
+    except socket.timeout as e:
+        raise OSError(f"{url}: stalled for {download_timeout():g} s (${ENV_TIMEOUT}): {e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     if expected_hash:
-        remember_verified(dest, expected_hash)
+        remember_verified(dest, expected_hash, full)
     return dest
 
 
@@ -275,9 +466,10 @@ def fetch(spec, dest, progress=True):
         OSError: every source failed to download; the message lists them.
     """
     failures, bad = [], False
+    extra = {"max_bytes": int(spec["size_bytes"])} if spec.get("size_bytes") else {}
     for url in file_urls(spec):
         try:
-            return download(url, dest, spec.get("hash"), progress=progress)
+            return download(url, dest, spec.get("hash"), progress=progress, **extra)
         except CheckpointError as e:
             bad = True
             failures.append(f"{url}: {e}")
