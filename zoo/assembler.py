@@ -427,6 +427,8 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
         A :class:`ZooModel`.
     """
     model_name = backbone.name
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive integer; got {in_channels!r}")
     check_choice(mode, backbone.modes, "mode")
     if classes is None:
         classes = tag_classes(backbone, weights, mode)
@@ -458,7 +460,13 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
     if include_preprocessing:
         from zoo.preprocessing import preprocessing_layer
 
-        x = preprocessing_layer(model_name, weights, preprocessing, file_key)(x)
+        layer = preprocessing_layer(model_name, weights, preprocessing, file_key)
+        if in_channels != 3 and layer.spec.get("type", "torch") != "tf":
+            raise ValueError(
+                f"include_preprocessing=True with in_channels={in_channels}: the "
+                f"{layer.spec.get('type', 'torch')} preprocessing record is per RGB channel; build "
+                "with include_preprocessing=False and preprocess the input yourself")
+        x = layer(x)
     if min_side > 1:
         x = MinSize(min_side, name="min_size", mode=mode, model=backbone.name)(x)
     built = backbone.build(x, output_stride)

@@ -14,8 +14,17 @@ onnx       ``onnx`` (tf2onnx)   ``onnxruntime``                 yes
 
 H and W stay dynamic unless ``size`` fixes them or the model itself has a
 static input size (e.g. a VGG classifier's 224x224).
+
+Every artifact is traced with :class:`zoo.layers.DilatedConv2D` on its
+``"conv"`` schedule (the framework's own dilated convolution): the phase
+split's size-dependent padding is a training-speed trick whose dynamic
+``pad``/``reshape`` graph tf2onnx converts wrongly for sizes that are not a
+multiple of the dilation (onnxruntime then fails at e.g. 97x131), and the
+plain dilated convolution is the portable op in every runtime. The
+results are the same numbers (to float rounding).
 """
 
+import contextlib
 import os
 
 import keras
@@ -74,7 +83,8 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
             raise ImportError("ONNX export needs tf2onnx: pip install 'keras-zoo[export]'") from e
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size, dtype))
+    with portable_schedule():
+        model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size, dtype))
     record = getattr(model, "zoo", None)
     if record:
         import json
@@ -82,6 +92,20 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
         with open(record_path(path, format), "w", encoding="utf8") as f:
             json.dump(dict(record, format=format), f, indent=2)
     return path
+
+
+@contextlib.contextmanager
+def portable_schedule():
+    """Traces :class:`zoo.layers.DilatedConv2D` with its ``"conv"`` schedule
+    (the plain dilated convolution) inside the block; see the module notes."""
+    from zoo.layers import DilatedConv2D
+
+    saved = DilatedConv2D.__dict__.get("force_schedule")
+    DilatedConv2D.force_schedule = "conv"
+    try:
+        yield
+    finally:
+        DilatedConv2D.force_schedule = saved
 
 
 def record_path(path, format):

@@ -36,10 +36,11 @@ def write_png(path, rgb):
     tf.io.write_file(path, tf.io.encode_png(np.asarray(rgb, dtype="uint8")))
 
 
-def read_image(path):
-    import tensorflow as tf
+def read_image(path, max_pixels=None):
+    """An image as uint8 RGB (:func:`zoo.apps.imaging.read_rgb`: the pixel limit applies)."""
+    from zoo.apps.imaging import read_rgb
 
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False).numpy()
+    return read_rgb(path, max_pixels)[0]
 
 
 def run_heatmap(model_name, weights, image_path, out, classes=None, **model_kwargs):
@@ -68,6 +69,9 @@ def run_heatmap(model_name, weights, image_path, out, classes=None, **model_kwar
     image = read_image(image_path)
     kwargs = dict(model_kwargs, **({"classes": classes} if classes else {}))
     model = create_model(model_name, weights=weights, mode="heatmap", **kwargs)
+    from zoo.apps.predictor import check_min_size
+
+    check_min_size(model, image.shape[:2], f"{image_path}: image")
     x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
     cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])

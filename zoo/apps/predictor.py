@@ -43,6 +43,24 @@ import keras
 import numpy as np
 
 
+def model_min_size(model):
+    """The model's minimum input side (its :class:`zoo.layers.MinSize`
+    guard's), or None when it declares none."""
+    from zoo.layers import MinSize
+
+    sides = [layer.min_size for layer in getattr(model, "layers", ()) if isinstance(layer, MinSize)]
+    return max(sides) if sides else None
+
+
+def check_min_size(model, size, what="input"):
+    """Raises a one-line ValueError when ``size`` ``(H, W)`` is below the
+    model's minimum side (:func:`model_min_size`)."""
+    low = model_min_size(model)
+    if low is not None and min(size) < low:
+        raise ValueError(f"{what} of {size[0]}x{size[1]} is below the model's minimum of "
+                         f"{low}x{low} pixels")
+
+
 class Predictor:
     """Test-time-augmented dense inference for a dense or heatmap model.
 
@@ -60,7 +78,7 @@ class Predictor:
     """
 
     def __init__(self, model, scales=(1.0,), flip=False, tile=None, overlap=1 / 3, batch_size=4):
-        if not scales or any(float(s) <= 0 for s in scales):
+        if not scales or any(not np.isfinite(float(s)) or float(s) <= 0 for s in scales):
             raise ValueError(f"scales must be positive numbers; got {scales!r}")
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1); got {overlap!r}")
@@ -78,6 +96,13 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.stride = None if tile is None else tuple(max(1, int(t * (1 - self.overlap))) for t in tile)
         self.input_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype) if model.inputs else "float32"
+        # the model's own channel count (1 grey, 3 RGB, 4 ...): nothing assumes RGB
+        channels = model.inputs[0].shape[-1] if model.inputs else None
+        self.channels = int(channels) if channels is not None else 3
+        self.min_size = model_min_size(model)
+        if tile is not None and self.min_size is not None and min(tile) < self.min_size:
+            raise ValueError(f"tile {tile[0]}x{tile[1]} is below the model's minimum of "
+                             f"{self.min_size}x{self.min_size} pixels")
         self.traces = 0
         self._tile_fn = None
         self._whole_fn = None
@@ -113,13 +138,13 @@ class Predictor:
 
     def _run_tiles(self, batch):
         if self._tile_fn is None:
-            shape = (self.batch_size, *self.tile, 3)
+            shape = (self.batch_size, *self.tile, self.channels)
             self._tile_fn = self._compile(lambda x: self._forward(x, self.tile), shape)
         return keras.ops.convert_to_numpy(self._tile_fn(batch))
 
     def _run_whole(self, batch):
         if self._whole_fn is None:
-            self._whole_fn = self._compile(lambda x: self._forward(x), (None, None, None, 3))
+            self._whole_fn = self._compile(lambda x: self._forward(x), (None, None, None, self.channels))
         return keras.ops.convert_to_numpy(self._whole_fn(batch))
 
     # --- passes ------------------------------------------------------------
@@ -159,7 +184,7 @@ class Predictor:
         total = count = None
         for start in range(0, len(boxes), self.batch_size):
             chunk = boxes[start:start + self.batch_size]
-            batch = np.zeros((self.batch_size, th, tw, 3), self.input_dtype)
+            batch = np.zeros((self.batch_size, th, tw, self.channels), self.input_dtype)
             for k, (y, x) in enumerate(chunk):
                 crop = image[y:y + th, x:x + tw]
                 batch[k, :crop.shape[0], :crop.shape[1]] = crop
@@ -186,6 +211,10 @@ class Predictor:
         passes = 0
         for scale in self.scales:
             size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
+            if self.min_size is not None and min(size) < self.min_size:
+                what = f"image of {h}x{w}" + (f" at scale {scale:g} ({size[0]}x{size[1]})" if scale != 1 else "")
+                raise ValueError(f"{what} is below the model's minimum of "
+                                 f"{self.min_size}x{self.min_size} pixels")
             scaled = images if size == (h, w) else self._cast(self._resize(images, size))
             for mirrored in ((False, True) if self.flip else (False,)):
                 x = scaled[:, :, ::-1] if mirrored else scaled
@@ -215,8 +244,10 @@ class Predictor:
         images = keras.ops.convert_to_numpy(images) if not isinstance(images, np.ndarray) else images
         if images.ndim == 3:
             return self.predict(images[None])[0]
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be (H, W, 3) or (N, H, W, 3); got shape {images.shape}")
+        c = self.channels
+        if images.ndim != 4 or images.shape[-1] != c:
+            raise ValueError(f"images must be (H, W, {c}) or (N, H, W, {c}) (the model takes {c} "
+                             f"channels); got shape {images.shape}")
         return self._predict_same_size(self._cast(images))
 
     def labels(self, images):

@@ -208,11 +208,11 @@ def cmd_predict(args):
             raise FileNotFoundError(f"{path}: no such image file")
     if args.mode != "classify" and not args.out:
         raise ValueError(f"--out DIR is required with --mode {args.mode}")
+    app_builder_kwargs(args.model, args.mode, args.classes, True, args.model_kwargs)  # fail before the note
     if args.out:
         planned_outputs(args.images, args.out, args.mode)
     for path in args.images:
         image_size(path)  # the header only: not an image, or over the pixel limit, before any work
-    app_builder_kwargs(args.model, args.mode, args.classes, True, args.model_kwargs)  # fail before the note
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
     model, names = build_app_model(args.model, args.weights, args.mode, args.classes,

@@ -91,38 +91,16 @@ def stack_below(image, panel):
 
 # --- images ---------------------------------------------------------------------
 
-def read_rgb(path):
-    """Reads a JPEG/PNG as uint8 RGB.
-
-    Args:
-        path: image file.
+def read_rgb(path, max_pixels=None):
+    """Reads an image as uint8 RGB: :func:`zoo.apps.imaging.read_rgb` (the
+    one reader, with its pixel limit).
 
     Returns:
         ``(rgb, note)``: the ``(H, W, 3)`` array and a conversion note or None.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a decodable JPEG/PNG/GIF/BMP.
     """
-    import tensorflow as tf
+    from zoo.apps.imaging import read_rgb as read
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such image file")
-    try:
-        img = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable JPEG/PNG image ({str(e).splitlines()[0][:80]})") from None
-    if img.dtype != np.uint8:  # 16-bit PNG
-        img = (img.astype("float64") / 257.0).round().astype("uint8")
-    channels = img.shape[-1]
-    note = None
-    if channels in (2, 4):
-        img = img[..., :channels - 1]
-        note = f"{path}: alpha channel dropped"
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-        note = f"{path}: greyscale converted to RGB" + (" (alpha dropped)" if channels == 2 else "")
-    return img, note
+    return read(path, max_pixels)
 
 
 def write_palette_png(path, ids, palette):
