@@ -377,3 +377,46 @@ def test_short_prefix_over_http_warns_and_pins_the_full_hash(server, monkeypatch
         f.write(files["w.bin"])
     with pytest.raises(CheckpointError, match="recorded when this file was first"):
         zw.resolve_file("m", "t")
+
+
+# ---------------------------------------------------------------- item 3
+
+
+def _some_pth(path):
+    import torch
+
+    torch.save(_tiny_torch_state(), str(path))
+    return str(path)
+
+
+def test_path_gets_the_preprocessing_of_the_published_file_it_is(tmp_path):
+    from zoo.preprocessing import preprocessing_for
+
+    imagenet = zw.manifest_entry("drn_d_22", "imagenet")["preprocessing"]
+    path = _some_pth(tmp_path / "drn_d_22-4bd2f8ea.pth")
+    assert preprocessing_for("drn_d_22", path) == imagenet
+    assert preprocessing_for("drn_d_22", path)["mean"] != \
+        zw.manifest_entry("drn_d_22", "cityscapes")["preprocessing"]["mean"]
+
+
+def test_path_matched_by_its_verified_hash(tmp_path, monkeypatch):
+    from zoo.preprocessing import preprocessing_for
+
+    want = zw.file_spec("drn_d_22", "imagenet")["hash"]
+    path = _some_pth(tmp_path / "renamed.pth")
+    monkeypatch.setattr(zw, "is_verified", lambda p, h: p == path and h == want)
+    assert preprocessing_for("drn_d_22", path) == \
+        zw.manifest_entry("drn_d_22", "imagenet")["preprocessing"]
+
+
+def test_unknown_files_take_their_layouts_preprocessing_and_say_so(tmp_path):
+    from zoo.preprocessing import DEFAULT_PREPROCESSING, preprocessing_for
+
+    legacy = save_legacy_h5(_tiny(), str(tmp_path / "my_resnet50.h5"))
+    with pytest.warns(UserWarning, match="keras.applications legacy .h5: caffe"):
+        pre = preprocessing_for("resnet50", legacy)
+    assert pre["type"] == "caffe" and pre.get("channels", "BGR") == "BGR"
+    with pytest.warns(UserWarning, match="PyTorch file"):
+        assert preprocessing_for("drn_d_22", _some_pth(tmp_path / "fine.pth")) == DEFAULT_PREPROCESSING
+    with pytest.raises(ValueError, match="preprocessing="):
+        preprocessing_for("drn_d_22", legacy)

@@ -7,6 +7,8 @@ imported when they run, so ``import zoo`` on JAX or torch does not load it);
 the layer uses ``keras.ops`` on every backend.
 """
 
+import os
+
 import keras
 from keras import ops
 
@@ -14,6 +16,132 @@ from zoo import weights as zw
 
 # The preprocessing of a model with no published weights at all (random init).
 DEFAULT_PREPROCESSING = {"type": "torch", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def _file_records(model_name):
+    """``[(tag, file_key, file record, preprocessing)]`` of every published
+    file of ``model_name`` (the file's own record wins over its tag's)."""
+    out = []
+    for tag in zw.available_tags(model_name):
+        entry = zw.manifest_entry(model_name, tag)
+        files = entry.get("files") or {None: entry}
+        for key, record in files.items():
+            pre = record.get("preprocessing") or entry.get("preprocessing")
+            if pre:
+                out.append((tag, key, record, pre))
+    return out
+
+
+def match_manifest_file(model_name, path):
+    """The published file a weights path is, or None.
+
+    Matched by file name (the manifest's ``file``), then, when cheap, by
+    hash: the verified-files cache already records which manifest hash a
+    local file matched at its current size and mtime (no file is hashed
+    here). An ``hf://owner/repo`` URI matches the file whose URL is in that
+    hub repo.
+
+    Returns:
+        ``(tag, file_key, preprocessing)`` or None.
+    """
+    text = str(path)
+    records = _file_records(model_name)
+    if text.startswith(zw.HF_PREFIX):
+        try:
+            repo, fname = zw.parse_hf(text)
+        except ValueError:
+            return None
+        for tag, key, record, pre in records:
+            if f"huggingface.co/{repo}/resolve/main/{fname}" in record.get("url", ""):
+                return tag, key, pre
+        return None
+    base = os.path.basename(text)
+    for tag, key, record, pre in records:
+        if record.get("file") == base:
+            return tag, key, pre
+    if os.path.isfile(text):
+        for tag, key, record, pre in records:
+            if record.get("hash") and zw.is_verified(text, record["hash"]):
+                return tag, key, pre
+    return None
+
+
+def _file_kind(path):
+    """``"keras_legacy"`` (keras.applications ``.h5``), ``"keras"`` (a
+    Keras ``.weights.h5``/``.keras``), ``"torch"`` (``.pth``/``.safetensors``)
+    or None (unreadable, missing)."""
+    from zoo.weights.readers import h5 as h5_io
+    from zoo.weights.readers import pth as pth_io
+    from zoo.weights.readers import safetensors as st_io
+
+    try:
+        if str(path).startswith(zw.HF_PREFIX):
+            return "torch"
+        if not os.path.isfile(path):
+            return None
+        if h5_io.is_hdf5(path):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return "keras_legacy" if "layer_names" in f.attrs else "keras"
+        if h5_io.is_keras_archive(path):
+            return "keras"
+        if pth_io.is_pth(path) or st_io.is_safetensors(path):
+            return "torch"
+    except Exception:  # an unreadable file: the loader names the problem
+        return None
+    return None
+
+
+def preprocessing_for_path(model_name, path, file_key=None):
+    """The preprocessing of weights given by path (issue 19, item 3).
+
+    1. The published file it is (:func:`match_manifest_file`): that file's
+       record, silently.
+    2. Otherwise the file's own layout, with a warning saying so:
+       keras.applications' legacy ``.h5`` takes the model's published
+       legacy-``.h5`` record (caffe for VGG and keras-layout ResNet, tf for
+       InceptionV3); a PyTorch ``.pth``/``.safetensors`` (torchvision,
+       fyu, timm) takes ImageNet torch normalisation; a Keras
+       ``.weights.h5``/``.keras`` (a zoo save) takes the record of the
+       build's own layout (:func:`family_default`).
+    3. A legacy ``.h5`` for a model with no legacy record is refused:
+       pass ``preprocessing=`` (a record) to the builder.
+
+    A file that does not exist or cannot be read gets :func:`family_default`
+    (the load reports the file).
+
+    Raises:
+        ValueError: the file's preprocessing cannot be told.
+    """
+    import warnings
+
+    found = match_manifest_file(model_name, path)
+    if found is not None:
+        return dict(found[2])
+    kind = _file_kind(path)
+    if kind is None:
+        return family_default(model_name, file_key)
+    if kind == "torch":
+        pre = dict(DEFAULT_PREPROCESSING)
+        how = "a PyTorch file (torchvision/fyu/timm layout): ImageNet torch normalisation"
+    elif kind == "keras_legacy":
+        legacy = [pre for _, _, record, pre in _file_records(model_name)
+                  if str(record.get("file", "")).endswith(".h5")]
+        if not legacy:
+            raise ValueError(
+                f"{path}: a keras.applications-style .h5 file, but {model_name} publishes no such "
+                f"file, so its preprocessing cannot be told; pass preprocessing= (e.g. "
+                f"{{'type': 'caffe', 'mean': [103.939, 116.779, 123.68]}}) to the builder")
+        pre = dict(legacy[0])
+        how = f"a keras.applications legacy .h5: {pre.get('type')} preprocessing"
+    else:
+        pre = family_default(model_name, file_key)
+        how = f"a Keras weights file: the {pre.get('type')} preprocessing of the build's layout"
+    warnings.warn(
+        f"{path} is not a published {model_name} file; using the preprocessing of its layout, "
+        f"{how}. Pass preprocessing= to choose another.", stacklevel=3)
+    return pre
 
 
 def preprocessing_for(model_name, weights=None, file_key=None):
@@ -27,20 +155,21 @@ def preprocessing_for(model_name, weights=None, file_key=None):
 
     Returns:
         The manifest's ``preprocessing`` dict for the tag (or its file); for a
-        path, the model's first published tag's (a fine-tuned file keeps its
-        origin's preprocessing); without weights, :func:`family_default`'s,
-        the record a builder's ``include_preprocessing=True`` puts inside.
+        path, :func:`preprocessing_for_path` (the published file it is, else
+        its layout's, said in a warning); without weights,
+        :func:`family_default`'s, the record a builder's
+        ``include_preprocessing=True`` puts inside.
     """
     if weights is None:
         return family_default(model_name, file_key)
     tags = zw.available_tags(model_name)
-    candidates = [weights] if weights in tags else tags
-    for tag in candidates:
-        entry = zw.manifest_entry(model_name, tag)
-        per_file = entry.get("files", {}).get(file_key, {}).get("preprocessing")
-        pre = per_file or entry.get("preprocessing")
-        if pre:
-            return pre
+    if weights not in tags:
+        return preprocessing_for_path(model_name, weights, file_key)
+    entry = zw.manifest_entry(model_name, weights)
+    per_file = entry.get("files", {}).get(file_key, {}).get("preprocessing")
+    pre = per_file or entry.get("preprocessing")
+    if pre:
+        return pre
     return dict(DEFAULT_PREPROCESSING)
 
 
