@@ -588,7 +588,9 @@ def test_resume_after_kill_inside_checkpoint_save(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {model} from {out / 'checkpoint.keras'} after epoch 1" in r.stdout
     assert json.loads((out / "state.json").read_text())["epoch"] == 2
-    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    # the killed process's temporary file is not the resuming run's to delete (issue 19, item 12): named, left
+    leftover = [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    assert len(leftover) <= 1 and all(n in r.stdout for n in leftover), (leftover, r.stdout)
 
 
 def test_checkpoint_writer_failing_inside_save_keeps_last_checkpoint(tmp_path, monkeypatch):

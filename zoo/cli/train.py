@@ -40,7 +40,9 @@ def add_training_arguments(p):
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
     p.add_argument("--manual-dir", default=None, help="TFDS manual-download folder (cityscapes)")
     p.add_argument("--download", action="store_true", help="let TFDS download a real dataset")
-    p.add_argument("--no-resume", dest="resume", action="store_false", help="start over in --out")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start the run in --out over (replaces only its own checkpoint, weights, "
+                        "state.json, log.csv and overlay.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bar)")
     add_model_kwargs(p)
@@ -121,7 +123,9 @@ def add_parsers(subparsers):
         "finetune", help="fine-tune a dense model for segmentation",
         description="Fine-tune a dense model on a TFDS dataset, a folder of PNG pairs or zoo_shapes. "
                     "--out receives checkpoint.keras, checkpoint.weights.h5, state.json, log.csv and "
-                    "overlay.png; the same command again resumes after the last completed epoch.",
+                    "overlay.png; the same command again resumes after the last completed epoch. Resuming "
+                    "compares every option that defines the run and refuses a mismatch; --out must be "
+                    "empty, new or a zoo run folder (see docs/fine-tuning.md).",
     )
     p.add_argument("--data", default="zoo_shapes",
                    help="zoo_shapes, folder:PATH, oxford_iiit_pet, cityscapes or scene_parse150")

@@ -104,6 +104,9 @@ def run(args):
         0; writes ``worker<index>.weights.h5`` and ``worker<index>.json`` in
         ``args.out`` and prints the latter.
     """
+    from zoo.training.finetune import check_backend
+
+    check_backend()  # tf.distribute only: refuse another backend before anything starts
     strategy = make_strategy(args.strategy, args.cpu_devices)
     import keras
     import tensorflow as tf
