@@ -62,6 +62,15 @@ def test_drnseg_file_into_bilinear_is_refused(tmp_path):
         _build("test_drn_d", mode="dense", head="bilinear", classes=3, weights=f)
 
 
+@pytest.mark.parametrize("saved, built, os_", [("deeplabv3", "fcn32s", 32), ("deeplabv3", "fcn", 8),
+                                                ("fcn", "deeplabv3", 8)])
+def test_head_pairs_are_refused_and_nothing_written(tmp_path, saved, built, os_):
+    f = _save(_build(mode="dense", head=saved, classes=3, output_stride=os_),
+              tmp_path / f"{saved}.weights.h5")
+    with pytest.raises(CheckpointError, match=rf"holds an? (\w+ or )?{saved}( or \w+)? head.*head='{built}'"):
+        _build(mode="dense", head=built, classes=3, weights=f, output_stride=os_)
+
+
 def test_same_head_reloads_and_classifier_file_starts_head_fresh(tmp_path, caplog):
     m = _build(mode="dense", head="bilinear", classes=3)
     f = _save(m, tmp_path / "same.weights.h5")
