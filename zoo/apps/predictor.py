@@ -65,9 +65,13 @@ class Predictor:
     """Test-time-augmented dense inference for a dense or heatmap model.
 
     Args:
-        model: a ``keras.Model`` mapping ``(N, H, W, 3)`` images to
+        model: a ``keras.Model`` mapping ``(N, H, W, K)`` images to
             ``(N, h, w, C)`` logits (dense: ``h, w == H, W``; heatmap:
-            coarser). A multi-output model's first output is used.
+            coarser). ``K`` is read from the model's input (3 for RGB, 1
+            for an ``in_channels=1`` model, ...). A multi-output model's
+            first output is used. Images (at any scale) and tiles below
+            the model's minimum side (its ``MinSize`` guard) are a
+            ValueError naming the size.
         scales: resize factors; each runs once (twice with ``flip``).
         flip: also run each scale on the horizontally mirrored image.
         tile: crop size (an int, or ``(th, tw)``) for sliding inference;
