@@ -156,6 +156,18 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, capsys):
     _one_line_error(capsys, "bomb.png", "12000x12000")
 
 
+def test_beyond_pillows_own_guard_the_limit_still_decides(tmp_path, monkeypatch):
+    bomb = _bomb_png(tmp_path / "huge.png", side=20000)  # 400 Mpx: over twice Pillow's limit
+    with pytest.raises(ValueError, match="huge.png.*limit"):
+        image_size(bomb)
+    monkeypatch.setenv(ENV, "0")
+    assert image_size(bomb) == (20000, 20000)  # the header only: nothing decoded
+    monkeypatch.setenv(ENV, str(10 ** 9))
+    assert image_size(bomb) == (20000, 20000)
+    with pytest.raises(ValueError, match="huge.png.*limit"):
+        image_size(bomb, max_pixels=10 ** 6)
+
+
 def test_the_pixel_limit_is_configurable(tmp_path, monkeypatch):
     path = _write(tmp_path / "small.png", np.zeros((20, 30, 3), "uint8"))
     assert image_size(path) == (20, 30)

@@ -61,18 +61,29 @@ def image_size(path, max_pixels=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such image file")
     limit = max_image_pixels(max_pixels)
-    try:
-        # Pillow's own bomb guard raises above 2x its limit; ours applies instead
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+
+    def header_size():
         try:
             with Image.open(path) as im:
-                w, h = im.size
+                return im.size
+        except FileNotFoundError:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise ValueError(f"{path}: not a readable image (JPEG, PNG, GIF, BMP or WebP)") from None
+
+    try:
+        w, h = header_size()
+    except Image.DecompressionBombError:
+        # over twice Pillow's own limit; refused unless our limit is higher
+        pillow = 2 * Image.MAX_IMAGE_PIXELS
+        if limit is not None and limit <= pillow:
+            raise ValueError(f"{path}: declares more than {pillow} pixels, over the {limit}-pixel "
+                             f"limit (set {ENV} to raise it, 0 for none)") from None
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # this header read only
+        try:
+            w, h = header_size()
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable image (JPEG, PNG, GIF, BMP or WebP)") from None
     if limit is not None and w * h > limit:
         raise ValueError(f"{path}: declares {w}x{h} = {w * h} pixels, over the {limit}-pixel limit "
                          f"(set {ENV} to raise it, 0 for none)")
