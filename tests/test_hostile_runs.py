@@ -166,7 +166,8 @@ def test_unreadable_log_is_moved_aside_not_blocking(tmp_path):
     (out / finetune.LOG).write_bytes(b"epoch,loss\n\xff\xfe\x80garbage\n")
     aside = finetune.check_log(str(out))
     assert aside == str(out / "log.csv.unreadable")
-    assert not (out / finetune.LOG).exists() and (out / "log.csv.unreadable").read_bytes().endswith(b"garbage\n")
+    assert not (out / finetune.LOG).exists()
+    assert (out / "log.csv.unreadable").read_bytes().endswith(b"garbage\n")
     # Keras's CSVLogger can then append to a fresh log
     logger = keras.callbacks.CSVLogger(str(out / finetune.LOG), append=True)
     logger.on_train_begin()
@@ -235,7 +236,7 @@ def test_folder_class_count_covers_both_splits(tmp_path):
     val_src = data.load(f"folder:{root}", "validation", tfds)
     assert train_src.num_classes == val_src.num_classes == 3
     (root / "classes.txt").write_text("a\nb\n")
-    with pytest.raises(ValueError, match=r"mask im0\.png has class id 2 but classes.txt names 2 .*validation"):
+    with pytest.raises(ValueError, match=r"mask im0\.png has class id 2 but classes.txt names 2 .*validati"):
         data.load(f"folder:{root}", "train", str(tmp_path / "tfds2"))
 
 
@@ -293,6 +294,27 @@ def test_finetuned_checkpoint_carries_names_and_preprocessing(tmp_path):
     assert names == ["sky", "road", "car", "tree"]
     layer = next(la for la in app.layers if type(la).__name__ == "Preprocess")
     assert layer.spec["mean"] == pre["mean"] and layer.spec["std"] == pre["std"], layer.spec
+
+
+def test_predict_legend_uses_the_runs_names(tmp_path, monkeypatch):
+    from zoo.cli import main, render
+    from zoo.registry import create_model
+
+    model = create_model("test_drn_d", mode="dense", classes=4)
+    finetune.record_run(model, ["sky", "road", "car", "tree"],
+                        {"type": "torch", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    path = str(tmp_path / finetune.CHECKPOINT)
+    model.save(path)
+    img = tmp_path / "in" / "x.png"
+    write_png(str(img), np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype="uint8"))
+    drawn = []
+    legend = render.legend
+    monkeypatch.setattr(render, "legend", lambda entries, width: (drawn.extend(entries), legend(entries, width))[1])
+    # no --classes: the class count, names and preprocessing come from the checkpoint's record
+    assert main(["predict", "--model", "test_drn_d", "--mode", "dense", "--weights", path, str(img),
+                 "--out", str(tmp_path / "out")]) == 0
+    texts = [text for _, text in drawn]
+    assert texts and all(t.split()[1] in ("sky", "road", "car", "tree") for t in texts), texts
 
 
 # ------------------------------------------------ end to end (fit)

@@ -57,10 +57,15 @@ def build_app_model(model_name, weights=None, mode="classify", classes=None, inc
     from zoo.labels import checkpoint_record, names_for_weights
     from zoo.registry import create_model
 
-    kwargs = app_builder_kwargs(model_name, mode, classes, include_preprocessing, model_kwargs)
-    # A fine-tuned run's checkpoint.keras records the preprocessing it was
-    # trained with (zoo finetune): that, not another tag's, goes inside.
+    # A fine-tuned run's checkpoint.keras records its class count, names and
+    # the preprocessing it was trained with (zoo finetune): those, not
+    # another tag's, are used.
     record = checkpoint_record(weights) if weights is not None else None
+    if classes is None and record and isinstance(record.get("class_names"), list) \
+            and isinstance(record.get("classes"), int) and not isinstance(record.get("classes"), bool) \
+            and record.get("mode") == mode and "classes" not in (model_kwargs or {}):
+        classes = record["classes"]
+    kwargs = app_builder_kwargs(model_name, mode, classes, include_preprocessing, model_kwargs)
     if include_preprocessing and record and isinstance(record.get("preprocessing"), dict) \
             and "preprocessing" not in kwargs:
         kwargs["preprocessing"] = record["preprocessing"]
