@@ -13,7 +13,10 @@ calls :func:`assemble`. This module alone turns that into the four modes:
 
 The weight map's ignore/optional lists come from here too: the chosen head's
 ``layers`` patterns are optional in dense mode, every head's patterns and the
-classifier's layers are ignored where the model does not have them.
+classifier's layers are ignored where the model does not have them. Ignoring
+is only about layers the file has and the model does not: before anything is
+written, :func:`zoo.weights.check_head` refuses a file whose dense head is not
+the model's (``model.zoo["head"]``), naming both heads.
 """
 
 import collections
@@ -400,7 +403,7 @@ def _build_head(spec, pyramid, inputs, classes, ctx, options):
 def assemble(backbone, *, weights=None, mode="classify", input_shape=None, classes=None,
              classifier_activation=DEFAULT, name=None, output_stride=None, head=None,
              aux_head=False, in_channels=3, include_preprocessing=False, preprocessing=None,
-             head_options=None):
+             head_options=None, skip_mismatch=False):
     """Builds ``backbone`` in ``mode`` and loads ``weights``.
 
     Args:
@@ -422,6 +425,10 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
             first.
         preprocessing: explicit preprocessing record for that layer.
         head_options: further keyword options for the head.
+        skip_mismatch: passed to :func:`zoo.weights.load_weights`: a file
+            whose classifier has another class count loads everything else
+            (False: such a file is refused). Builders pass it once the
+            registry lists it among their options.
 
     Returns:
         A :class:`ZooModel`.
@@ -500,7 +507,8 @@ def assemble(backbone, *, weights=None, mode="classify", input_shape=None, class
     model.zoo = {"model": model_name, "mode": mode, "head": spec.name if mode == "dense" else None,
                  "head_layers": owned, "classes": int(classes), "output_stride": int(last_stride)}
     weight_map = derive_weight_map(backbone, mode, owned if mode == "dense" else ())
-    return load_weights(model, weights, model_name, weight_map, file_key=file_key)
+    return load_weights(model, weights, model_name, weight_map, file_key=file_key,
+                        skip_mismatch=skip_mismatch)
 
 
 def backbone_spec(model_name):
