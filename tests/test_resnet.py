@@ -328,28 +328,43 @@ def test_tag_of_the_other_layout_is_refused_before_download():
         zoo.ResNet50(weights="coco_voc", mode="dense")
 
 
-def test_class_count_mismatch_drops_head_and_loads_backbone(tmp_path):
+def _load_skipping_mismatch(model, path, mode):
+    """``zoo.load_weights(..., skip_mismatch=True)`` with the build's own map."""
+    from zoo import assembler
+
+    wmap = assembler.derive_weight_map(assembler.backbone_spec(LIGHT_RESNET), mode,
+                                       model.zoo.get("head_layers", ()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zoo.load_weights(model, path, LIGHT_RESNET, wmap, skip_mismatch=True)
+    return [str(w.message) for w in caught]
+
+
+def test_class_count_mismatch_is_refused_or_drops_the_head_on_request(tmp_path):
     tref = _tref()
 
     ref = tref.randomize(tref.build("resnet18"), seed=7)
     f = _torch_checkpoint(tmp_path, ref, legacy=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = zoo.ResNet18(weights=f, classes=10, input_shape=(H, W, 3))
-    assert any("class count differs" in str(w.message) and "fc" in str(w.message) for w in caught)
+    # Refused by default: no weight changes.
+    with pytest.raises(CheckpointError, match=r"class count differs.*fc.*skip_mismatch=True"):
+        zoo.ResNet18(weights=f, classes=10, input_shape=(H, W, 3))
+    m = zoo.ResNet18(classes=10, input_shape=(H, W, 3))
+    caught = _load_skipping_mismatch(m, f, "classify")
+    assert any("class count differs" in w and "fc" in w for w in caught), caught
     assert m.get_layer("fc").get_weights()[0].shape == (512, 10)
     _assert_conv_loaded(m, "layer4_1_conv2", ref.layer4[1].conv2)
 
 
-def test_fcn_checkpoint_with_other_class_count_keeps_backbone(tmp_path):
+def test_fcn_checkpoint_with_other_class_count_keeps_backbone_on_request(tmp_path):
     tref = _tref()
 
     ref = tref.randomize(tref.FCN(tref.build("resnet18", 8), classes=21), seed=13)
     f = _torch_checkpoint(tmp_path, ref, legacy=False, name="fcn18.pth")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = zoo.ResNet18(weights=f, mode="dense", classes=5)
-    assert any("classifier_4" in str(w.message) for w in caught)
+    with pytest.raises(CheckpointError, match=r"classifier_4.*skip_mismatch=True"):
+        zoo.ResNet18(weights=f, mode="dense", classes=5)
+    m = zoo.ResNet18(mode="dense", classes=5)
+    caught = _load_skipping_mismatch(m, f, "dense")
+    assert any("classifier_4" in w for w in caught), caught
     _assert_conv_loaded(m, "classifier_0", ref.classifier[0])
     assert m.get_layer("classifier_4").get_weights()[0].shape == (1, 1, 128, 5)
 
