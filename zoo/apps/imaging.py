@@ -111,11 +111,14 @@ def read_image(path, channels=3, max_pixels=None):
 
     if channels not in (1, 3, 4):
         raise ValueError(f"channels must be 1, 3 or 4; got {channels!r}")
-    image_size(path, max_pixels)
+    size = image_size(path, max_pixels)
     try:
         img = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, ValueError) as e:
         raise ValueError(f"{path}: not a readable JPEG/PNG image ({str(e).splitlines()[0][:80]})") from None
+    if tuple(img.shape[:2]) != tuple(size):  # the header that was checked is not what decoded
+        raise ValueError(f"{path}: decodes to {img.shape[0]}x{img.shape[1]} but its header says "
+                         f"{size[0]}x{size[1]}: a damaged or disguised file")
     if img.dtype != np.uint8:  # 16-bit PNG
         img = (img.astype("float64") / 257.0).round().astype("uint8")
     have = img.shape[-1]
