@@ -295,6 +295,9 @@ def test_finetuned_checkpoint_carries_names_and_preprocessing(tmp_path):
     layer = next(la for la in app.layers if type(la).__name__ == "Preprocess")
     assert layer.spec["mean"] == pre["mean"] and layer.spec["std"] == pre["std"], layer.spec
 
+    # fine-tuning that checkpoint further keeps its preprocessing
+    assert finetune.weights_preprocessing("test_drn_d", path) == pre
+
 
 def test_predict_legend_uses_the_runs_names(tmp_path, monkeypatch):
     from zoo.cli import main, render

@@ -414,6 +414,21 @@ def record_run(model, class_names, preprocessing):
         record["preprocessing"] = json.loads(json.dumps(preprocessing, default=repr))
 
 
+def weights_preprocessing(model_name, weights):
+    """The input preprocessing of ``weights``: a fine-tuned run's
+    ``checkpoint.keras`` keeps its run's (its ``model.zoo`` record), so
+    fine-tuning it further preprocesses as it was trained; anything else as
+    :func:`zoo.training.data.preprocessing_for` says."""
+    from zoo.labels import checkpoint_record
+    from zoo.training import data
+
+    if isinstance(weights, str) and os.path.isfile(weights):
+        record = checkpoint_record(weights) or {}
+        if record.get("model") == model_name and isinstance(record.get("preprocessing"), dict):
+            return dict(record["preprocessing"])
+    return data.preprocessing_for(model_name, weights)
+
+
 def check_backend():
     """``zoo finetune`` trains through tf.data and ``tf.function``: refuse any
     other Keras backend at the start, in one line."""
@@ -551,7 +566,7 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     if val_source.num_classes != num_classes:
         raise ValueError(f"{args.data}: the training split has {num_classes} classes but the validation "
                          f"split {val_source.num_classes}")
-    preprocessing = data.preprocessing_for(args.model, args.weights)
+    preprocessing = weights_preprocessing(args.model, args.weights)
     size = args.size
     scale_range = tuple(getattr(args, "scale_range", None) or (0.5, 2.0))
     train_ds = data.make_pipeline(source.dataset, size, args.batch_size, True, preprocessing,
