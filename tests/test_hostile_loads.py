@@ -429,3 +429,17 @@ def test_unknown_files_take_their_layouts_preprocessing_and_say_so(tmp_path):
         assert preprocessing_for("drn_d_22", _some_pth(tmp_path / "fine.pth")) == DEFAULT_PREPROCESSING
     with pytest.raises(ValueError, match="preprocessing="):
         preprocessing_for("drn_d_22", legacy)
+
+
+def test_googlenet_by_path_keeps_transform_input_of_the_published_file(tmp_path):
+    pytest.importorskip("torch")
+    from tests.support import googlenet_torch_ref as ref
+    from tests.support.helpers import save_torch
+
+    net = ref.randomize(ref.GoogLeNet(classes=1000, aux_logits=False, transform_input=True)).eval()
+    published = save_torch(net.state_dict(), tmp_path / "googlenet-1378be20.pth")
+    model = zoo.GoogLeNet(weights=published, input_shape=(99, 131, 3))
+    assert "transform_input" in [l.name for l in model.layers]
+    renamed = save_torch(net.state_dict(), tmp_path / "mine.pth")
+    assert "transform_input" not in [l.name for l in
+                                     zoo.GoogLeNet(weights=renamed, input_shape=(99, 131, 3)).layers]

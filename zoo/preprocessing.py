@@ -66,6 +66,20 @@ def match_manifest_file(model_name, path):
     return None
 
 
+def published_preprocessing(model_name, weights):
+    """The manifest preprocessing record of a published tag, or of the
+    published file a path is (:func:`match_manifest_file`); ``{}`` for None,
+    an unknown file or a tag without a record. Never warns: builder options
+    that follow the published file (GoogLeNet's ``transform_input``) read it.
+    """
+    if weights is None:
+        return {}
+    if isinstance(weights, str) and weights in zw.available_tags(model_name):
+        return dict(zw.manifest_entry(model_name, weights).get("preprocessing") or {})
+    found = match_manifest_file(model_name, weights)
+    return dict(found[2]) if found else {}
+
+
 def _file_kind(path):
     """``"keras_legacy"`` (keras.applications ``.h5``), ``"keras"`` (a
     Keras ``.weights.h5``/``.keras``), ``"torch"`` (``.pth``/``.safetensors``)

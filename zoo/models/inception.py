@@ -30,7 +30,6 @@ from zoo.analysis.info import count_parameters
 from zoo.assembler import Backbone, Classifier, Stages
 from zoo.layers import conv2d, conv_bn_relu, inception_block
 from zoo.registry import Option, register_model
-from zoo.weights import manifest_entry
 from zoo.weights.convert import WeightMap
 from zoo.weights.readers.errors import CheckpointError
 
@@ -395,8 +394,8 @@ def googlenet_spec(batch_norm=True, aux_logits=False, transform_input=None, drop
         raise ValueError("no published weights for batch_norm=False (the paper's variant); "
                          "pass weights=None or a file path")
     if transform_input is None:
-        transform_input = bool(tagged and manifest_entry("googlenet", weights)
-                               .get("preprocessing", {}).get("transform_input", False))
+        from zoo.preprocessing import published_preprocessing  # a path: the file it is
+        transform_input = bool(published_preprocessing("googlenet", weights).get("transform_input", False))
 
     def build(x, output_stride):
         del output_stride
