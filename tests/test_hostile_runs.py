@@ -349,3 +349,19 @@ def test_finetune_cli_refuses_a_changed_run_and_survives_a_bad_log(tmp_path, sha
     record = checkpoint_record(str(out / finetune.CHECKPOINT))
     assert record["class_names"] == ["background", "circle", "square", "triangle"]
     assert record["preprocessing"] == json.loads((out / finetune.STATE).read_text())["preprocessing"]
+
+
+@pytest.mark.backends
+def test_finetune_under_jax_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "zoo", "finetune", "--model", "drn_d_22", "--out",
+                        str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "KERAS_BACKEND=tensorflow" in last, r.stderr[-3000:]
+    assert not (tmp_path / "run" / finetune.STATE).exists()
