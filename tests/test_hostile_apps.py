@@ -282,3 +282,20 @@ def test_image_header_fuzz_ends_in_an_image_or_a_value_error(tmp_path):
                 assert path.name in str(e)
             cases += 1
     assert cases == 150
+
+
+def test_folder_data_refuses_a_bomb_image_or_mask_before_decoding(tmp_path, monkeypatch):
+    from tests.support.helpers import write_png
+    from zoo.training import data
+
+    for kind in ("images", "masks"):
+        root = tmp_path / kind
+        write_png(str(root / "images" / "a.png"), np.zeros((8, 6, 3), "uint8"))
+        write_png(str(root / "masks" / "a.png"), np.zeros((8, 6), "uint8"))
+        _bomb_png(root / kind / "a.png")
+        with pytest.raises(ValueError, match=r"a\.png.*12000x12000.*limit"):
+            data.read_mask(str(root / "masks" / "a.png"), str(root / "images" / "a.png"))
+    monkeypatch.setenv(ENV, "0")  # lifted: the image's header is read, sizes then differ
+    with pytest.raises(ValueError, match="masks are not resized"):
+        data.read_mask(str(tmp_path / "images" / "masks" / "a.png"),
+                       str(tmp_path / "images" / "images" / "a.png"))

@@ -229,6 +229,11 @@ def read_mask(mask_path, image_path=None):
     """
     from PIL import Image
 
+    from zoo.apps.imaging import image_size
+
+    # Header first: a small file declaring a huge image is refused before any
+    # decode (the pixel limit, ZOO_MAX_IMAGE_PIXELS).
+    image_size(mask_path)
     try:
         with Image.open(mask_path) as im:
             mode = im.mode
@@ -251,11 +256,7 @@ def read_mask(mask_path, image_path=None):
         raise ValueError(f"mask {mask_path} has values up to {mask.max()}; class ids must be 0..254 (255 = ignore)")
     mask = mask.astype("uint8")
     if image_path is not None:
-        try:
-            with Image.open(image_path) as im:
-                width, height = im.size
-        except (OSError, ValueError) as e:
-            raise ValueError(f"image {image_path} cannot be read ({e})") from None
+        height, width = image_size(image_path)
         if (height, width) != mask.shape:
             raise ValueError(
                 f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} "
