@@ -91,3 +91,17 @@ def test_export_writes_the_record_beside_the_artifact(tmp_path):
     record = json.load(open(record_path(path, "savedmodel")))
     assert record["head"] == "drnseg" and record["head_layers"] == model.zoo["head_layers"]
     assert record["preprocessing"] == spec and record["format"] == "savedmodel"
+
+
+def test_builders_pass_skip_mismatch_to_the_loader(tmp_path):
+    from zoo.weights.readers.errors import CheckpointError
+
+    src = zoo.create_model("test_resnet", classes=5)
+    path = str(tmp_path / "five.weights.h5")
+    src.save_weights(path)
+    with pytest.raises(CheckpointError, match="class count differs.*skip_mismatch=True"):
+        zoo.create_model("test_resnet", weights=path, classes=3)
+    with pytest.warns(UserWarning, match="keep their initial values"):
+        model = zoo.create_model("test_resnet", weights=path, classes=3, skip_mismatch=True)
+    np.testing.assert_array_equal(model.get_layer("conv1").get_weights()[0],
+                                  src.get_layer("conv1").get_weights()[0])

@@ -67,7 +67,8 @@ def resolve_mode(mode, input_shape, classifier_activation, classify_size=224, mo
 
 # The assembler's arguments every generated builder takes, keyword-only.
 COMMON_KWARGS = (("output_stride", None), ("head", None), ("head_options", None), ("aux_head", False),
-                 ("in_channels", 3), ("include_preprocessing", False), ("preprocessing", None))
+                 ("in_channels", 3), ("include_preprocessing", False), ("preprocessing", None),
+                 ("skip_mismatch", False))
 HEADLESS_MODES = ("dense", "features")
 
 
@@ -211,6 +212,9 @@ _COMMON_DOCS = {
     "in_channels": "input channels; a pretrained RGB stem kernel is adapted.",
     "include_preprocessing": "put the weights' preprocessing layer first (raw 0-255 RGB in).",
     "preprocessing": "an explicit preprocessing record for that layer.",
+    "skip_mismatch": "load a file whose classifier or head has another class count, leaving "
+                     "those layers at their initial values (a warning says which); without it "
+                     "that is an error and nothing loads.",
 }
 
 

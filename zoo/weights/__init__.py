@@ -768,7 +768,8 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=(), skip
             f"{file_n} outputs in the file and {model_n} in the model. No weights were changed. "
             f"To load everything else and keep those layers' initial values (fine-tuning to "
             f"new classes), ask for it: zoo.load_weights(model, {str(path)!r}, skip_mismatch=True) "
-            f"(or skip_mismatch=True to a builder or command that offers it).")
+            f"(or skip_mismatch=True to the builder, train.prepare, or the CLI's "
+            f"--model-kwargs skip_mismatch=True).")
     if dropped:
         warnings.warn(
             f"{path}: class count differs, so classifier layer(s) {', '.join(dropped)} "
