@@ -2,7 +2,6 @@
 and the CLI), reproduced and shown to end in a clear error or documented
 handling. Reproductions quoted in the issue are kept verbatim."""
 
-import io
 import os
 import pickle
 import struct
