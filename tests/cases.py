@@ -39,9 +39,12 @@ FAMILY = {
     "inception_v3": "inception", "deeplabv3_resnet50": "deeplabv3",
 }
 
-# The test-only tiny VGG config (tests/tiny_models.py): the VGG loaders'
-# name tables and FC reshapes without the 500 MB fully-connected head.
+# Test-only tiny configs (tests/tiny_models.py, registered from conftest):
+# the VGG loaders' name tables and FC reshapes without the 500 MB
+# fully-connected head; a DRN-D for the training commands' end-to-end runs,
+# whose subject is the command (files, resume, phases), not the network.
 TINY_VGG = "test_vgg"
+TINY_DRN = "test_drn_d"
 
 HEAVY = ("vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50", "drn_c_42",
          "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54", "drn_d_56", "drn_d_105",

@@ -12,25 +12,29 @@ import h5py
 import numpy as np
 import pytest
 
-from zoo.training import train
+from tests.cases import TINY_DRN
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Every test here trains in subprocesses: CI's separate ``train`` step.
 pytestmark = pytest.mark.train
 
-PREFERRED = ("drn_d_22", "resnet18", "drn_c_26", "vgg16")
-
-
-def _model():
-    dense = train.dense_models()
-    return next(n for n in PREFERRED + tuple(dense) if n in dense)
-
-
-# `zoo distributed`, saving the weights the run starts from
-# (after the seeded build, before the first step) as initial.weights.h5 in
-# --out: the single-device reference and its starting point in one process.
-_SINGLE = (
-    "import os, sys, zoo.training.distributed as d\n"
+# The strategies' equivalence does not depend on the network: every process
+# registers the tiny test-only configs and trains the tiny DRN-D (BN frozen,
+# as the real ones).
+_ENTRY = (
+    "import os, sys\n"
+    "from tests.tiny_models import register_tiny_models\n"
+    "register_tiny_models()\n"
+    "import zoo.training.distributed as d\n"
     "from zoo.cli import main\n"
+)
+# `zoo distributed`, and the single-device run that also saves the weights it
+# starts from (after the seeded build, before the first step) as
+# initial.weights.h5 in --out: the reference and its starting point in one
+# process.
+_RUN = _ENTRY + "sys.exit(main(['distributed'] + sys.argv[1:]))"
+_SINGLE = _ENTRY + (
     "out = sys.argv[sys.argv.index('--out') + 1]\n"
     "fit = d.fit\n"
     "def fit_from_saved_start(model, *args, **kwargs):\n"
@@ -43,12 +47,11 @@ _SINGLE = (
 
 
 def _run(args, env=None, single=False, **kw):
-    entry = ["-c", _SINGLE] if single else ["-m", "zoo", "distributed"]
-    cmd = [sys.executable, *entry, "--model", _model(), "--steps", "2",
+    cmd = [sys.executable, "-c", _SINGLE if single else _RUN, "--model", TINY_DRN, "--steps", "2",
            "--batch-size", "4", "--size", "32", "--optimizer", "sgd", "--lr", "0.05"] + args
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     return subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+                            text=True, cwd=ROOT, **kw)
 
 
 def _weights(path):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.cases import LIGHT as LIGHT_MODELS
-from tests.cases import LIGHT_DRN, LIGHT_RESNET, min_side
+from tests.cases import LIGHT_DRN, LIGHT_RESNET, TINY_DRN, min_side
 from tests.tiny_models import TINY_NAMES
 from zoo.training import data, finetune, train
 
@@ -165,11 +165,18 @@ def _fit_losses(name, batch, precision="float32", steps=20):
     return model, np.array(hist.history["loss"])
 
 
+@pytest.fixture(scope="module")
+def fitted_light(batch):
+    """LIGHT after test_fit_loss_goes_down's run: ``(model, losses)``, shared
+    with the .keras round trip (one build, compile and fit trace fewer)."""
+    return _fit_losses(LIGHT, batch)
+
+
 @pytest.mark.train
 @pytest.mark.parametrize(
     "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
-def test_fit_loss_goes_down(name, batch):
-    _, losses = _fit_losses(name, batch)
+def test_fit_loss_goes_down(name, batch, request):
+    _, losses = request.getfixturevalue("fitted_light") if name == LIGHT else _fit_losses(name, batch)
     assert np.all(np.isfinite(losses)), losses
     assert losses[-5:].mean() < 0.8 * losses[:5].mean(), f"{name}: {losses}"
 
@@ -190,8 +197,8 @@ def test_mixed_bfloat16_float32_logits(name, batch):
 
 
 @pytest.mark.train
-def test_keras_round_trip_of_finetuned_model(batch, tmp_path):
-    model, _ = _fit_losses(LIGHT, batch, steps=3)
+def test_keras_round_trip_of_finetuned_model(fitted_light, batch, tmp_path):
+    model, _ = fitted_light
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -206,7 +213,7 @@ def _cli(tmp_path, shapes_dir, epochs):
     from zoo.cli import main
 
     return main([
-        "finetune", "--model", LIGHT, "--data", "zoo_shapes", "--data-dir", shapes_dir,
+        "finetune", "--model", TINY_DRN, "--data", "zoo_shapes", "--data-dir", shapes_dir,
         "--epochs", str(epochs), "--batch-size", "2", "--size", "32", "--steps-per-epoch", "2",
         "--optimizer", "adam", "--lr", "1e-3", "--out", str(tmp_path), "--verbose", "0",
     ])
@@ -302,7 +309,7 @@ def test_demo_small_run_times_its_phases(tmp_path, shapes_dir, capsys, monkeypat
     replace = finetune._replace_atomically
     monkeypatch.setattr(finetune, "_replace_atomically",
                         lambda path, write: (written.append(os.path.basename(path)), replace(path, write)))
-    args = _demo_args("--out", str(tmp_path), "--data-dir", shapes_dir, "--verbose", "0", "--model", LIGHT,
+    args = _demo_args("--out", str(tmp_path), "--data-dir", shapes_dir, "--verbose", "0", "--model", TINY_DRN,
                       "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2", "--size", "32")
     assert finetune.demo(args) == 0
     out = capsys.readouterr().out
