@@ -12,8 +12,9 @@ Tiers:
 - ``FAMILY``: one model per family and head, for tables that must cover
   every code path once (Predictor, cross-backend, export). The ones not in
   ``LIGHT`` run under the ``slow`` mark.
-- ``HEAVY``: the deepest variants; they share their code path with a
-  ``LIGHT`` sibling and are built at full depth only in slow tests.
+- Every other published model is heavy: it shares its code path with a
+  ``LIGHT`` sibling (or a tiny config) and is built at full depth only in
+  ``slow`` tests (``light_or_slow`` marks a table's cases so).
 
 Sizes:
 
@@ -46,9 +47,14 @@ FAMILY = {
 TINY_VGG = "test_vgg"
 TINY_DRN = "test_drn_d"
 
-HEAVY = ("vgg19", "resnet34", "resnet101", "resnet152", "drn_a_34", "drn_a_50", "drn_c_42",
-         "drn_c_58", "drn_d_24", "drn_d_38", "drn_d_40", "drn_d_54", "drn_d_56", "drn_d_105",
-         "drn_d_107", "fcn16s", "fcn32s", "deeplabv3_resnet50", "deeplabv3_resnet101")
+
+
+def light_or_slow(name, *values, **kwargs):
+    """``pytest.param(name, *values)``, marked ``slow`` unless ``name`` is LIGHT."""
+    import pytest
+
+    marks = () if name in LIGHT else (pytest.mark.slow,)
+    return pytest.param(name, *values, marks=marks, **kwargs)
 
 # ------------------------------------------------------------------ sizes
 

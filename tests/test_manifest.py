@@ -6,7 +6,7 @@ import re
 import pytest
 
 import zoo
-from tests.cases import LIGHT
+from tests.cases import light_or_slow
 from zoo.analysis.info import count_parameters
 from zoo.registry import get_entry
 from zoo.weights import load_manifest
@@ -79,15 +79,8 @@ def test_timm_resnet_tags_are_torchvision_layout_safetensors():
         assert {"crop_pct", "test_input_size", "test_crop_pct"} <= set(pre)
 
 
-def _param_cases():
-    for name in sorted(MANIFEST):
-        for tag, entry in MANIFEST[name].items():
-            if "params" in entry:
-                marks = () if name in LIGHT else (pytest.mark.slow,)
-                yield pytest.param(name, tag, marks=marks, id=f"{name}-{tag}")
-
-
-@pytest.mark.parametrize("name,tag", list(_param_cases()))
+@pytest.mark.parametrize("name,tag", [light_or_slow(m, t, id=f"{m}-{t}") for m in sorted(MANIFEST)
+                                      for t in MANIFEST[m] if "params" in MANIFEST[m][t]])
 def test_recorded_parameter_counts_match_builders(name, tag):
     """One full-depth build per record (LIGHT models in the default suite,
     the rest in the slow step): model_info would also build a features model

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.cases import LIGHT as LIGHT_MODELS
-from tests.cases import LIGHT_DRN, LIGHT_RESNET, TINY_DRN, min_side
+from tests.cases import LIGHT_DRN, LIGHT_RESNET, TINY_DRN, light_or_slow, min_side
 from tests.tiny_models import TINY_NAMES
 from zoo.training import data, finetune, train
 
@@ -133,7 +132,7 @@ def test_freeze_backbone_trains_only_the_head(batch):
 # The tiny configs and the light models by default; every published dense
 # model (a full-depth build each) in the slow step.
 @pytest.mark.parametrize("name", [n for n in TINY_NAMES if n in train.dense_models()] + [
-    n if n in LIGHT_MODELS else pytest.param(n, marks=pytest.mark.slow) for n in DENSE])
+    light_or_slow(n) for n in DENSE])
 def test_head_layers_found_for_every_dense_model(name):
     model = train.build_dense(name, classes=3)
     head = train.head_layer_names(model, name)
