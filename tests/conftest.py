@@ -62,6 +62,23 @@ def vgg16_notop(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_vgg_top(tmp_path_factory):
+    """The tiny test-only VGG (classify, logits) with random weights, as a
+    keras.applications-layout legacy ``.h5`` with its top (block convs, fc1,
+    fc2, predictions): the VGG loaders' Keras paths without VGG16's 500 MB.
+
+    Returns:
+        ``(model, path)``.
+    """
+    import zoo
+    from tests.cases import TINY_VGG
+    from tests.support.helpers import randomize, save_legacy_h5
+
+    model = randomize(zoo.create_model(TINY_VGG, classifier_activation=None), seed=4)
+    return model, save_legacy_h5(model, str(tmp_path_factory.mktemp("tiny_vgg") / "tiny_vgg_top.h5"))
+
+
+@pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):
     """A TFDS data folder with the synthetic ``zoo_shapes`` dataset prepared
     once per session (test_data, test_train and test_distributed read it)."""

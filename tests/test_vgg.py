@@ -35,6 +35,30 @@ def test_classify_matches_keras_applications(vgg16_reference):
     assert_close(logits, want, **VGG, what="VGG16 logits vs keras.applications")
 
 
+def test_heatmap_is_classify_at_224_and_the_fc_head_on_every_pool5_window_tiny(tiny_vgg_top):
+    """The FC-as-conv identity through a Keras top file (fc1 becomes a 7x7
+    conv, fc2 and predictions 1x1) on the tiny VGG; VGG16 itself against
+    keras.applications below (slow)."""
+    ref, top = tiny_vgg_top
+    heatmap = zoo.create_model(TINY_VGG, weights=top, mode="heatmap", classifier_activation=None)
+    x = _images(2, *CLASSIFY_SIZE, seed=3)
+    heat = np.asarray(heatmap(x, training=False))
+    assert heat.shape[:3] == (2, 1, 1)
+    assert_close(heat[:, 0, 0], ref(x, training=False), **VGG, what="tiny VGG heatmap at 224")
+    x = _images(1, 256, 256, seed=4)
+    heat = np.asarray(heatmap(x, training=False))
+    assert heat.shape[:3] == (1, 2, 2)
+    pool5 = np.asarray(zoo.create_model(TINY_VGG, weights=top, mode="features")(x, training=False)["P5"])
+    assert pool5.shape[1:3] == (8, 8)
+    for i in range(2):
+        for j in range(2):
+            v = pool5[:, i : i + 7, j : j + 7, :].reshape(1, -1)
+            for name in ("fc1", "fc2", "predictions"):
+                v = np.asarray(ref.get_layer(name)(v))
+            assert_close(heat[:, i, j], v, **VGG, what=f"tiny VGG heatmap cell {i},{j}")
+
+
+@pytest.mark.slow
 def test_heatmap_is_classify_at_224_and_the_fc_head_on_every_pool5_window(vgg16_reference):
     ref, top, _ = vgg16_reference
     heatmap = zoo.VGG16(weights=top, mode="heatmap", classifier_activation=None)

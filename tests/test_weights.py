@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.cases import TINY_VGG
 from tests.support.helpers import assert_untouched, snapshot, use_manifest
 from zoo import weights as zw
 from zoo.weights.readers.errors import CheckpointError
@@ -105,21 +106,23 @@ def test_malicious_pth_never_runs(tmp_path, monkeypatch):
     assert not mark.exists()
 
 
-def test_class_count_mismatch_drops_classifier_with_warning(vgg16_reference):
+def test_class_count_mismatch_drops_classifier_with_warning(tiny_vgg_top):
     # Refused by default (issue 19 item 2); skip_mismatch=True asks for it.
+    # A keras.applications-layout top file of the tiny VGG: VGG16's path.
     from zoo import assembler
 
-    ref, top, _ = vgg16_reference
+    ref, top = tiny_vgg_top
     with pytest.raises(CheckpointError, match="predictions.*skip_mismatch=True"):
-        zoo.VGG16(weights=top, classes=10, mode="heatmap")
-    model = zoo.VGG16(classes=10, mode="heatmap")
-    wmap = assembler.derive_weight_map(assembler.backbone_spec("vgg16"), "heatmap")
+        zoo.create_model(TINY_VGG, weights=top, classes=10, mode="heatmap")
+    model = zoo.create_model(TINY_VGG, classes=10, mode="heatmap")
+    wmap = assembler.derive_weight_map(assembler.backbone_spec(TINY_VGG), "heatmap")
     with pytest.warns(UserWarning, match="predictions"):
-        zoo.load_weights(model, top, "vgg16", wmap, skip_mismatch=True)
+        zoo.load_weights(model, top, TINY_VGG, wmap, skip_mismatch=True)
     np.testing.assert_array_equal(
         model.get_layer("fc2").get_weights()[1], ref.get_layer("fc2").get_weights()[1]
     )
-    assert model.get_layer("predictions").get_weights()[0].shape == (1, 1, 4096, 10)
+    hidden = ref.get_layer("fc2").get_weights()[1].shape[0]
+    assert model.get_layer("predictions").get_weights()[0].shape == (1, 1, hidden, 10)
 
 
 def test_unknown_names_list_valid_choices():
