@@ -23,11 +23,11 @@ HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
 
 def _size(name, mode, odd=(5, 9)):
     """The mode's minimum legal side (from the table, nothing built), made
-    non-square and odd to catch alignment bugs; classify takes its fixed
-    crop where the classifier needs one."""
+    non-square and odd to catch alignment bugs; classify takes the builder's
+    default crop where it has one."""
     spec = backbone_spec(name)
-    if mode == "classify" and spec.classifier.kind == "flatten_fc":
-        return (spec.train_crop, spec.train_crop)
+    if mode == "classify" and spec.classify_input is not None:
+        return (spec.classify_input, spec.classify_input)  # the builder's default input
     side = max(min_input_table(name)[mode], 16)
     return (side + odd[0], side + odd[1])
 
