@@ -347,14 +347,49 @@ def test_cli_user_error_is_one_line_exit_2(tmp_path, monkeypatch, capsys, case):
     assert "Traceback" not in err
 
 
-def test_cli_error_as_a_process(tmp_path):
+# One fresh interpreter for the two checks that need one: `import zoo` alone
+# registers every serialisable class (item 10: a .keras checkpoint loads
+# before any other zoo module is imported), then the CLI's error path as a
+# process (`zoo heatmap` on a missing image, run as `python -m zoo` runs it).
+_FRESH = (
+    "import importlib, pkgutil, runpy, sys, keras\n"
+    "import zoo\n"
+    "keras.saving.load_model(sys.argv[1])\n"
+    "first = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
+    "for m in pkgutil.walk_packages(zoo.__path__, 'zoo.'):\n"
+    "    if m.name != 'zoo.__main__':\n"
+    "        importlib.import_module(m.name)\n"
+    "every = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
+    "print('registered', len(every), 'missing', *sorted(set(every) - set(first)), flush=True)\n"
+    "sys.argv = ['zoo', 'heatmap', sys.argv[2]]\n"
+    "runpy.run_module('zoo', run_name='__main__', alter_sys=True)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreter(tmp_path_factory):
+    """``(CompletedProcess, the missing image's path)`` of ``_FRESH``."""
+    from zoo.training import train
+
+    folder = tmp_path_factory.mktemp("fresh")
+    model = tiny_model()
+    model.compile(optimizer="sgd", loss=train.SegmentationLoss(), metrics=[train.SegmentationMeanIoU(2)])
+    checkpoint = str(folder / "checkpoint.keras")
+    model.save(checkpoint)
+    missing = folder / "missing.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, "-m", "zoo", "heatmap", str(tmp_path / "missing.png")],
-                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _FRESH, checkpoint, str(missing)], capture_output=True,
+                       text=True, env=env, cwd=root, timeout=600)
+    return r, missing
+
+
+def test_cli_error_as_a_process(fresh_interpreter):
+    r, missing = fresh_interpreter
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: image not found: {tmp_path / 'missing.png'}"], r.stderr
+    assert errors == [f"error: image not found: {missing}"], r.stderr
 
 
 # --------------------------------------------------------------------------
@@ -418,35 +453,13 @@ def test_published_tag_wins_over_a_file_of_that_name(tmp_path, monkeypatch):
     assert len(calls) == 1  # ./imagenet means the path
 
 
-_REGISTERED = (
-    "import importlib, pkgutil, sys, keras\n"
-    "import zoo\n"
-    "keras.saving.load_model(sys.argv[1])\n"
-    "first = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
-    "for m in pkgutil.walk_packages(zoo.__path__, 'zoo.'):\n"
-    "    if m.name != 'zoo.__main__':\n"
-    "        importlib.import_module(m.name)\n"
-    "every = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('zoo>'))\n"
-    "assert first == every, sorted(set(every) - set(first))\n"
-    "print(len(every))\n"
-)
-
-
-def test_import_zoo_registers_every_serialisable_class(tmp_path):
-    import keras
-
-    from zoo.training import train
-
-    model = tiny_model()
-    model.compile(optimizer="sgd", loss=train.SegmentationLoss(), metrics=[train.SegmentationMeanIoU(2)])
-    path = str(tmp_path / "checkpoint.keras")
-    model.save(path)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, "-c", _REGISTERED, path], capture_output=True, text=True, env=env,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert int(r.stdout.split()[-1]) >= 2
-    del keras
+def test_import_zoo_registers_every_serialisable_class(fresh_interpreter):
+    r, _ = fresh_interpreter
+    lines = [line.split() for line in r.stdout.splitlines() if line.startswith("registered ")]
+    assert lines, r.stderr[-3000:]
+    _, count, _, *missing = lines[-1]
+    assert not missing, f"registered only when their module is imported: {missing}"
+    assert int(count) >= 2
 
 
 # --------------------------------------------------------------------------
