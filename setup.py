@@ -31,7 +31,7 @@ setup(
         "hf": ["huggingface_hub"],
         # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
         "export": ["tf2onnx>=1.17", "onnx"],
-        "test": ["pytest", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
                  "tf2onnx>=1.17", "onnx"],
     },
     # The console script's module is top-level so that it can defer

@@ -250,26 +250,3 @@ def test_finetune_records_model_kwargs_and_resumes_only_with_them(tmp_path, caps
     argv[argv.index("--epochs") + 1] = "2"
     err = _one_line_error(capsys, argv[:-1] + ["output_stride=8"])
     assert "--model-kwargs" in err and "--no-resume" in err
-
-
-# ---------------------------------------------------- the Keras-free manifest mirror
-
-
-def test_manifest_mirror_agrees_with_zoo_weights(tmp_path, monkeypatch):
-    from zoo import weights as zw
-    from zoo.cli import manifest as light
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(zw.ENV_DIR, str(tmp_path / "mine"))
-    assert light.load_manifest() == zw.load_manifest()
-    assert light.search_dirs() == zw.search_dirs() and light.verify_cache_path() == zw.verify_cache_path()
-    spec = zw.file_spec("resnet18", "imagenet")
-    (tmp_path / "mine").mkdir()
-    path = tmp_path / "mine" / spec["file"]
-    path.write_bytes(b"x")
-    assert light.local_copy(spec) == zw.local_copy(spec) == str(path)
-    assert not light.is_verified(str(path), "sha256:00")
-    zw.remember_verified(str(path), "sha256:00")
-    assert light.is_verified(str(path), "sha256:00") and zw.is_verified(str(path), "sha256:00")
-    for name in zw.load_manifest():
-        assert light.available_tags(name) == zw.available_tags(name)

@@ -38,9 +38,8 @@ def _index():
 
 def model_rows(pattern=None):
     """``[(name, family, modes, tags)]`` of the matching models."""
-    from zoo.cli.manifest import weights_module
+    from zoo import weights as zw
 
-    zw = weights_module()
     index = _index()
     if index is not None:
         names = sorted(n for n in index["models"] if not pattern or fnmatch.fnmatch(n, pattern))

@@ -4,8 +4,8 @@
     zoo weights fetch NAME TAG      download (progress bar), hash-checked
     zoo weights verify [NAME]       hash every local file, with a summary
 
-``zoo weights list`` reads plain files only (:mod:`zoo.cli.manifest`), so it
-answers without importing Keras; fetch and verify use :mod:`zoo.weights`.
+``zoo weights list`` reads plain files only (:mod:`zoo.weights` imports Keras
+inside the loaders, not at the top), so it answers without importing Keras.
 """
 
 import fnmatch
@@ -14,12 +14,9 @@ from zoo.cli.common import format_table, load_package
 
 
 def _zw(light=False):
-    """``zoo.weights``; with ``light``, its Keras-free mirror unless it is already imported."""
-    if light:
-        from zoo.cli.manifest import weights_module
-
-        return weights_module()
-    load_package()
+    """``zoo.weights``; with ``light``, without running the deferred package first."""
+    if not light:
+        load_package()
     from zoo import weights
 
     return weights

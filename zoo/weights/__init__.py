@@ -18,10 +18,12 @@ import tempfile
 import urllib.request
 import warnings
 
-import keras
 import numpy as np
 
-from zoo.weights.convert import WeightMap, adapt_input_kernel, h5_layers, input_fed_layers, torch_layers
+# Keras and the converter (which needs Keras) are imported inside the
+# functions that use them: the listing commands (``zoo list``, ``zoo weights
+# list``) read the manifest, the search folders and the verified-files cache
+# through this module, and must answer without importing Keras.
 from zoo.weights.readers import h5 as h5_io
 from zoo.weights.readers import pth as pth_io
 from zoo.weights.readers import safetensors as st_io
@@ -614,6 +616,8 @@ def _matches(name, patterns):
 
 def _adaptable_input_conv(layer, have, want):
     """An RGB conv kernel for a layer that differs only in its input channels."""
+    import keras
+
     return (
         isinstance(layer, keras.layers.Conv2D)
         and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
@@ -748,6 +752,8 @@ def plan_assignment(model, layers, origin, path, weight_map, classifier=(), skip
         CheckpointError: naming the file, the first mismatched layer and both
             shapes, or the first missing or unexpected layer.
     """
+    from zoo.weights.convert import adapt_input_kernel, input_fed_layers
+
     targets = [l for l in model.layers if l.weights]
     by_name = {l.name: l for l in targets}
     dropped = []
@@ -889,6 +895,8 @@ def load_weights(model, weights, model_name=None, weight_map=None, file_key=None
             nothing has been written to the model.
         ValueError: an unknown tag, listing the valid ones.
     """
+    from zoo.weights.convert import WeightMap, h5_layers, torch_layers
+
     if weights is None:
         return model
     if model_name is None and getattr(model, "name", None) in load_manifest():
