@@ -7,7 +7,7 @@ Cases:
   Each row: ``median_s`` (Keras, ``compiled_call``), ``gflops_s`` (2 x
   analytic MACs / time), ``peak_frac`` (that over this machine's measured
   float32 matmul rate) and, when torch is installed, ``peer_s`` for the
-  official-equivalent PyTorch forward (tests/drn_torch_ref.py, eval mode,
+  official-equivalent PyTorch forward (tests/support/drn_torch_ref.py, eval mode,
   no_grad) timed alternately with Keras, and ``ratio`` = Keras / PyTorch.
 * ``<model>_os8_512`` vs ``resnet<d>_os32_512``: the price of output stride 8
   at 512x512: DRN-A-18/34 against the same network with ResNet's strides
@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 try:
     import torch
 
-    from tests import drn_torch_ref as ref
+    from tests.support import drn_torch_ref as ref
 except ImportError:  # torch is a test-only dependency
     torch = None
 

@@ -7,7 +7,7 @@ Cases (batch 1, 1024x2048, random weights; ``--quick``: 128x256, tile 64):
 * ``ms3``: scales 0.75, 1.0, 1.25, whole images;
 * ``ms3_flip``: the same with horizontal flips (6 passes);
 * ``torch_whole`` / ``torch_ms3``: fyu/drn-style inference in PyTorch with
-  the same network (tests/drn_torch_ref.py, eval, no_grad): per scale,
+  the same network (tests/support/drn_torch_ref.py, eval, no_grad): per scale,
   bilinear-resize the image, run, bilinear-resize the logits back, average
   (fyu's ``segment.py --ms`` does the same without flips).
 
@@ -61,7 +61,7 @@ def _torch_case(case, size, repeat):
     import torch
     import torch.nn.functional as F
 
-    from tests import drn_torch_ref as ref
+    from tests.support import drn_torch_ref as ref
 
     torch.manual_seed(0)
     net = ref.randomize_(ref.RefDRNSeg("drn_d_22", 19))

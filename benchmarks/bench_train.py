@@ -8,8 +8,8 @@ Every step is float32, random weights, random labels over 21 classes, SGD
 with momentum 0.9, BatchNorm in training mode.
 
 The PyTorch peers are the test suite's independent references
-(``tests/drn_torch_ref.py``: fyu/drn's DRNSeg layer for layer with its frozen
-bilinear ``up``; ``tests/resnet_torch_ref.py``: torchvision's ResNet-50 with
+(``tests/support/drn_torch_ref.py``: fyu/drn's DRNSeg layer for layer with its frozen
+bilinear ``up``; ``tests/support/resnet_torch_ref.py``: torchvision's ResNet-50 with
 ``replace_stride_with_dilation`` and the FCN head, without the aux head that
 the Keras model does not build either).
 
@@ -146,13 +146,13 @@ def torch_worker(case, size, batch, warmup, steps, no_bn=False):
     model_name = CASES[case][0]
     torch.manual_seed(0)
     if model_name == "drn_d_22":
-        from tests.drn_torch_ref import RefDRNSeg, randomize_
+        from tests.support.drn_torch_ref import RefDRNSeg, randomize_
 
         net = randomize_(RefDRNSeg("drn_d_22", classes=CLASSES))
         net.up.weight.requires_grad_(False)  # fyu/drn freezes the bilinear up
         forward = net
     else:
-        from tests import resnet_torch_ref as ref
+        from tests.support import resnet_torch_ref as ref
 
         net = ref.randomize(ref.FCN(ref.build("resnet50", output_stride=CASES[case][3]["output_stride"]),
                                     classes=CLASSES))

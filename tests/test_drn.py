@@ -1,5 +1,5 @@
 """DRN-A/C/D and DRNSeg: parity with an independent PyTorch reference
-(tests/drn_torch_ref.py) through both torch file formats, parameter counts
+(tests/support/drn_torch_ref.py) through both torch file formats, parameter counts
 against the official README, shapes of every mode, and loading errors."""
 
 import json

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from tests.helpers import serve_files, use_manifest
+from tests.support.helpers import serve_files, use_manifest
 from zoo import cli
 from zoo import weights as zw
 
