@@ -50,12 +50,18 @@ def test_heatmap_is_classify_at_224_and_the_fc_head_on_every_pool5_window_tiny(t
     assert heat.shape[:3] == (1, 2, 2)
     pool5 = np.asarray(zoo.create_model(TINY_VGG, weights=top, mode="features")(x, training=False)["P5"])
     assert pool5.shape[1:3] == (8, 8)
-    for i in range(2):
-        for j in range(2):
-            v = pool5[:, i : i + 7, j : j + 7, :].reshape(1, -1)
+    _assert_cells_are_the_fc_head_on_windows(heat, pool5, ref, "tiny VGG")
+
+
+def _assert_cells_are_the_fc_head_on_windows(heat, pool5, ref, what):
+    """Each heatmap cell (i, j) equals ``ref``'s fc1, fc2 and predictions
+    Dense layers on the flattened 7x7 pool5 window at (i, j)."""
+    for i in range(heat.shape[1]):
+        for j in range(heat.shape[2]):
+            v = pool5[:, i : i + 7, j : j + 7, :].reshape(len(pool5), -1)
             for name in ("fc1", "fc2", "predictions"):
                 v = np.asarray(ref.get_layer(name)(v))
-            assert_close(heat[:, i, j], v, **VGG, what=f"tiny VGG heatmap cell {i},{j}")
+            assert_close(heat[:, i, j], v, **VGG, what=f"{what} heatmap cell {i},{j}")
 
 
 @pytest.mark.slow
@@ -79,12 +85,7 @@ def test_heatmap_is_classify_at_224_and_the_fc_head_on_every_pool5_window(vgg16_
             layer.set_weights(ref.get_layer(layer.name).get_weights())
     pool5 = np.asarray(base(x, training=False))
     assert pool5.shape == (1, 8, 8, 512)
-    for i in range(2):
-        for j in range(2):
-            v = pool5[:, i : i + 7, j : j + 7, :].reshape(1, -1)
-            for name in ("fc1", "fc2", "predictions"):
-                v = np.asarray(ref.get_layer(name)(v))
-            assert_close(heat[:, i, j], v, **VGG, what=f"VGG16 heatmap cell {i},{j}")
+    _assert_cells_are_the_fc_head_on_windows(heat, pool5, ref, "VGG16")
 
 
 # zoo.apps.fc_conv_check (`zoo demo heatmap`): builds, saves and reloads a
