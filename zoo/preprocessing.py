@@ -370,3 +370,117 @@ def family_default(model_name, file_key=None):
     if not tags:
         return dict(DEFAULT_PREPROCESSING)
     return preprocessing_for(model_name, "imagenet" if "imagenet" in tags else tags[0], file_key)
+
+
+# ------------------------------------------------- evaluation transform
+
+# Weights whose evaluation transform nobody published (random init, a file
+# that is no published one): the shorter side goes to the input size and
+# the centre is cropped, so nothing is cut beyond the aspect ratio and
+# nothing is guessed.
+UNKNOWN_EVAL_TRANSFORM = {"size": None, "crop_pct": 1.0, "interpolation": "bilinear",
+                          "source": "none published for these weights: shorter side to the input "
+                                    "size, centre crop"}
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+def eval_transform(model_name, weights=None, file_key=None):
+    """The classification evaluation transform of a model's weights: one fact, one place.
+
+    Read from ``zoo/weights/manifest.json``: a file record's
+    ``eval_transform`` wins over its tag's; a tag that records timm's
+    ``pretrained_cfg`` in its ``preprocessing`` (``test_input_size``,
+    ``test_crop_pct``, ``interpolation``) uses those, as timm's
+    ``validate.py`` does by default. The transform is timm's and
+    torchvision's: resize the shorter side to ``floor(size / crop_pct)``,
+    then centre-crop ``size`` x ``size`` (:func:`resize_shorter_center_crop`).
+
+    Args:
+        model_name: registry name.
+        weights: a published tag, a path (the published file it is, by
+            :func:`match_manifest_file`), or None.
+        file_key: the tag's file the build loads (ResNet's ``keras_top`` /
+            ``torch``), see :func:`zoo.assembler.file_key_for`.
+
+    Returns:
+        ``{"size": int or None, "crop_pct": float, "interpolation":
+        "bilinear"|"bicubic"|"nearest", "source": str}``;
+        :data:`UNKNOWN_EVAL_TRANSFORM` (size None: the model's input size)
+        for weights without a published transform.
+    """
+    tag = None
+    if weights is not None:
+        if isinstance(weights, str) and weights in zw.available_tags(model_name):
+            tag = weights
+        else:
+            found = match_manifest_file(model_name, weights)
+            if found is not None:
+                tag, file_key = found[0], found[1]
+    if tag is None:
+        return dict(UNKNOWN_EVAL_TRANSFORM)
+    entry = zw.manifest_entry(model_name, tag)
+    record = (entry.get("files") or {}).get(file_key, {}).get("eval_transform") or entry.get("eval_transform")
+    if record:
+        return {"size": int(record["size"]), "crop_pct": float(record["crop_pct"]),
+                "interpolation": record["interpolation"], "source": record.get("source", "")}
+    pre = entry.get("preprocessing") or {}
+    if "crop_pct" in pre:
+        return {"size": int(pre.get("test_input_size", pre.get("input_size", 224))),
+                "crop_pct": float(pre.get("test_crop_pct", pre["crop_pct"])),
+                "interpolation": pre.get("interpolation", "bilinear"),
+                "source": "timm pretrained_cfg (test_input_size, test_crop_pct), as timm's validate.py"}
+    return dict(UNKNOWN_EVAL_TRANSFORM)
+
+
+def resize_shorter_center_crop(image, size, crop_pct=1.0, interpolation="bilinear"):
+    """timm's and torchvision's evaluation transform on one uint8 image.
+
+    The shorter side goes to ``floor(max(size) / crop_pct)`` (the longer
+    side keeps the aspect ratio, truncated, as torchvision's ``Resize``),
+    with Pillow's resampling (antialiased when shrinking, as torchvision on
+    PIL images); then the centre ``size`` crop, offsets rounded as
+    torchvision's ``CenterCrop``.
+
+    Args:
+        image: uint8 ``(H, W, C)``, C of 1, 3 or 4.
+        size: crop side (int) or ``(h, w)``.
+        crop_pct: crop side over resized shorter side, in (0, 1].
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
+
+    Returns:
+        uint8 ``(h, w, C)``.
+
+    Raises:
+        ValueError: a bad crop_pct or interpolation, or a crop larger than
+            the resized image (a non-square crop at crop_pct 1.0).
+    """
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if not 0 < float(crop_pct) <= 1:
+        raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; valid choices: {', '.join(INTERPOLATIONS)}")
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    # the epsilon keeps 224 / (224 / 232) at 232, not 231.99999
+    short = int(math.floor(max(ch, cw) / float(crop_pct) + 1e-6))
+    if h <= w:
+        new_h, new_w = short, int(short * w / h)
+    else:
+        new_h, new_w = int(short * h / w), short
+    if (new_h, new_w) != (h, w):
+        resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+        # one channel at a time: Pillow resizes every band alike, and this
+        # takes grey, RGB and RGBA the same way (no alpha premultiplying)
+        bands = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize((new_w, new_h), resample))
+                 for c in range(image.shape[2])]
+        image = np.stack(bands, axis=-1)
+    if ch > new_h or cw > new_w:
+        raise ValueError(f"a {ch}x{cw} crop does not fit the resized {new_h}x{new_w} image")
+    top = int(round((new_h - ch) / 2.0))
+    left = int(round((new_w - cw) / 2.0))
+    return image[top:top + ch, left:left + cw]
