@@ -53,7 +53,7 @@ def input_spec(model, size=None, dtype=None):
     return [keras.InputSpec(shape=tuple(shape), dtype=dtype)]
 
 
-def export_model(model, path, format="savedmodel", size=None, dtype=None):
+def export_model(model, path, format="savedmodel", size=None, dtype=None, progress=None):
     """Writes a deployment artifact.
 
     Args:
@@ -62,6 +62,8 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
         format: ``"savedmodel"``, ``"tflite"`` or ``"onnx"``.
         size: optional ``(H, W)``; None keeps them dynamic where possible.
         dtype: the artifact's input dtype (see :func:`input_spec`).
+        progress: called with a one-line message as each phase starts and
+            ends (``zoo export`` passes ``print``); None says nothing.
 
     Returns:
         ``path``. A model the zoo built also gets its head record
@@ -81,16 +83,28 @@ def export_model(model, path, format="savedmodel", size=None, dtype=None):
             import tf2onnx  # noqa: F401
         except ImportError as e:
             raise ImportError("ONNX export needs tf2onnx: pip install 'keras-zoo[export]'") from e
+    import time
+
+    say = progress or (lambda message: None)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    spec = input_spec(model, size, dtype)[0]
+    dims = "x".join("?" if d is None else str(d) for d in spec.shape[1:])
+    # Tracing and converting happen inside one Keras call, the slow part
+    # (seconds to minutes): say so before it starts, and how long it took.
+    say(f"exporting {model.name} ({model.count_params():,} parameters) as {format}: tracing the "
+        f"model for input batch x {dims} {spec.dtype} and converting, please wait ...")
+    t0 = time.perf_counter()
     with portable_schedule():
-        model.export(path, format=FORMATS[format], verbose=False, input_signature=input_spec(model, size, dtype))
+        model.export(path, format=FORMATS[format], verbose=False, input_signature=[spec])
+    say(f"  traced and converted in {time.perf_counter() - t0:.1f} s")
     record = getattr(model, "zoo", None)
     if record:
         import json
 
         with open(record_path(path, format), "w", encoding="utf8") as f:
             json.dump(dict(record, format=format), f, indent=2)
+        say(f"  head record: {record_path(path, format)}")
     return path
 
 

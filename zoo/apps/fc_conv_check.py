@@ -58,16 +58,69 @@ def _timed(fn, repeat):
     return float(np.median(run_times(fn, warmup=1, repeat=repeat)))
 
 
-def demo_image(size, seed=0):
-    """A smooth, deterministic test image in caffe-preprocessed range."""
+def scene_image(size, seed=0):
+    """A synthetic outdoor scene, uint8 RGB ``(size, size, 3)``, deterministic.
+
+    Sky with a vertical gradient and a sun, distant hills, a grass field
+    with texture, a house (walls, roof, door, window) and a tree, and
+    camera noise: something a person recognises on a heatmap overlay,
+    with edges and textures for the network to respond to (plain noise
+    shows nothing).
+
+    Args:
+        size: the side in pixels.
+        seed: varies the layout and the noise.
+
+    Returns:
+        uint8 ``(size, size, 3)``.
+    """
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    img = np.stack([np.sin(6 * xx + 1), np.cos(5 * yy), np.sin(4 * (xx + yy))], -1) * 60
-    img += rng.normal(0, 10, img.shape)
-    return img[None].astype("float32")
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    img = np.empty((size, size, 3), "float64")
+    # sky: light near the horizon, deeper blue above
+    horizon = 0.55 + rng.uniform(-0.05, 0.05)
+    t = np.clip(yy / horizon, 0, 1)[..., None]
+    img[:] = (1 - t) * np.array([70, 120, 210]) + t * np.array([185, 215, 240])
+    sx, sy = rng.uniform(0.65, 0.85), rng.uniform(0.12, 0.22)
+    sun = (xx - sx) ** 2 + (yy - sy) ** 2 <= 0.06 ** 2
+    img[sun] = (255, 230, 120)
+    # hills, then grass with stripes of texture
+    hills = yy > horizon - 0.08 * (1 + np.sin(7 * xx + rng.uniform(0, 6))) / 2
+    img[hills] = np.array([90, 130, 90]) + 15 * np.sin(40 * xx[hills])[:, None]
+    field = yy > horizon
+    shade = (0.8 + 0.2 * np.sin(60 * yy + 9 * xx))[field][:, None]
+    img[field] = np.array([80, 165, 70]) * shade
+    # house: walls, roof (a triangle), door and window
+    hx, hw = rng.uniform(0.12, 0.3), 0.3
+    top, bottom = horizon - 0.08, horizon + 0.2
+    walls = (xx >= hx) & (xx <= hx + hw) & (yy >= top) & (yy <= bottom)
+    img[walls] = (205, 180, 140)
+    u = (yy - (top - 0.16)) / 0.16
+    roof = (u >= 0) & (u <= 1) & (np.abs(xx - (hx + hw / 2)) <= u * (hw / 2 + 0.04))
+    img[roof] = (150, 50, 40)
+    door = (np.abs(xx - (hx + hw * 0.3)) <= 0.035) & (yy >= bottom - 0.11) & (yy <= bottom)
+    img[door] = (90, 55, 30)
+    window = (np.abs(xx - (hx + hw * 0.72)) <= 0.045) & (np.abs(yy - (top + 0.08)) <= 0.04)
+    img[window] = (120, 170, 220)
+    # tree: trunk and a round crown
+    tx = rng.uniform(0.62, 0.8)
+    trunk = (np.abs(xx - tx) <= 0.018) & (yy >= horizon - 0.05) & (yy <= horizon + 0.12)
+    img[trunk] = (100, 70, 40)
+    crown = (xx - tx) ** 2 + (yy - (horizon - 0.12)) ** 2 <= 0.09 ** 2
+    img[crown] = np.array([40, 110, 45]) * (0.85 + 0.15 * np.sin(90 * xx[crown] * yy[crown]))[:, None]
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).round().astype("uint8")
 
 
-def compare(size=384, seed=0, repeat=3, model=None):
+def demo_image(size, seed=0):
+    """:func:`scene_image` with VGG16's caffe preprocessing (BGR, mean
+    subtracted): the model's input, ``(1, size, size, 3)`` float32."""
+    rgb = scene_image(size, seed).astype("float32")
+    bgr = rgb[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
+    return bgr[None].astype("float32")
+
+
+def compare(size=384, seed=0, repeat=3, model=None, progress=None):
     """Measures one-pass heatmap vs sliding crops for VGG16 with random weights.
 
     Args:
@@ -75,6 +128,8 @@ def compare(size=384, seed=0, repeat=3, model=None):
         seed: seed for the weights and the image.
         repeat: timed repetitions (median reported).
         model: optional classify-mode VGG16 whose weights to use.
+        progress: called with a one-line message as each phase starts
+            (e.g. ``print``); None says nothing.
 
     Returns:
         A dict with the map shape, the exact-part and sliding-crop
@@ -85,7 +140,9 @@ def compare(size=384, seed=0, repeat=3, model=None):
 
     from zoo.analysis.flops import count_flops
 
+    say = progress or (lambda message: None)
     keras.utils.set_random_seed(seed)
+    say("[1/4] building VGG16 (random weights): classifier, heatmap and features modes")
     classifier = model or VGG16(classifier_activation=None)
     with tempfile.TemporaryDirectory() as tmp:
         # Through a checkpoint, as users do: the loader reshapes fc1/fc2.
@@ -98,11 +155,14 @@ def compare(size=384, seed=0, repeat=3, model=None):
 
     one_pass = tf.function(lambda x: heat(x, training=False))
     per_crop = tf.function(lambda x: classifier(x, training=False))
+    say(f"[2/4] one fully-convolutional pass over the {size}x{size} scene")
     heat_map = one_pass(image).numpy()
+    say(f"[3/4] the same scene as {h * w} separate 224x224 crops, and the FC head on pool5 windows")
     crop_scores = per_crop(windows).numpy().reshape(1, h, w, -1)
     exact = head_on_windows(classifier, features(image)["P5"].numpy())
 
     scale = float(np.abs(heat_map).max())
+    say(f"[4/4] timing both ({repeat} repeats each, median)")
     t_one = _timed(lambda: one_pass(image).numpy(), repeat)
     t_crops = _timed(lambda: per_crop(windows).numpy(), repeat)
     return {

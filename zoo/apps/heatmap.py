@@ -4,27 +4,33 @@ import os
 
 import numpy as np
 
+from zoo.apps.drawing import heatmap_figure
 from zoo.preprocessing import preprocess, preprocessing_for
 
 
 def colorize(scores):
-    """Maps a 2-D array to RGB uint8 with a blue-to-red ramp (no matplotlib)."""
-    s = np.asarray(scores, dtype="float64")
-    s = (s - s.min()) / max(s.max() - s.min(), 1e-12)
-    r = np.clip(1.5 - np.abs(4 * s - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * s - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * s - 1), 0, 1)
-    return (np.stack([r, g, b], -1) * 255).astype("uint8")
+    """Maps a 2-D array to RGB uint8 with a blue-to-red ramp from its min to
+    its max (:func:`zoo.apps.drawing.colorize`)."""
+    from zoo.apps.drawing import colorize as ramp
+
+    return ramp(scores)
 
 
 def overlay(image, scores, alpha=0.5):
-    """Blends a score map, resized to the image, over an RGB uint8 image."""
-    import tensorflow as tf
+    """Blends a score map, resized to the image, over an RGB uint8 image
+    (:func:`zoo.apps.drawing.heat_overlay`)."""
+    from zoo.apps.drawing import heat_overlay
 
-    h, w = image.shape[:2]
-    heat = tf.image.resize(np.asarray(scores, "float32")[..., None], (h, w), method="bilinear")
-    colored = colorize(heat.numpy()[..., 0]).astype("float32")
-    return ((1 - alpha) * image.astype("float32") + alpha * colored).astype("uint8")
+    return heat_overlay(np.asarray(image, "uint8"), scores, alpha)
+
+
+def score_kind(model_kwargs):
+    """What a heatmap model's values are: softmax probabilities unless
+    ``classifier_activation`` says otherwise."""
+    act = (model_kwargs or {}).get("classifier_activation", "default")
+    if act in ("default", "softmax"):
+        return "softmax probability"
+    return "logit" if act is None else f"{act} score"
 
 
 def write_png(path, rgb):
@@ -47,6 +53,8 @@ def run_heatmap(model_name, weights, image_path, out, classes=None, **model_kwar
     """One heatmap-mode pass over an image; writes the top class's map as PNG.
 
     The top class is the one with the highest score anywhere on the map.
+    The PNG has the class id and name above the overlay and a colour bar
+    with its scale below (:func:`zoo.apps.drawing.heatmap_figure`).
 
     Args:
         model_name: registry name.
@@ -75,29 +83,34 @@ def run_heatmap(model_name, weights, image_path, out, classes=None, **model_kwar
     x = preprocess(image[None], preprocessing_for(model_name, weights))
     scores = tf.function(lambda t: model(t, training=False))(x).numpy()[0]
     cls = int(np.unravel_index(scores.argmax(), scores.shape)[-1])
-    write_png(out, overlay(image, scores[..., cls]))
     label_set = label_set_for_weights(model_name, weights, scores.shape[-1])
     name = load_labels(label_set)[cls] if label_set else None
+    title = f"class {cls}" + (f" {name}" if name else "") + f" (peak {scores[..., cls].max():.3g})"
+    write_png(out, heatmap_figure(image, scores[..., cls], title, score_kind(kwargs)))
     return {"class": cls, "name": name, "score": float(scores[..., cls].max()), "map_shape": scores.shape[:2]}
 
 
 def heatmap_demo(out_dir="zoo_demo", size=384):
-    """The seed's check on random weights: prints the exact and padding parts
-    and the speedup, and writes the heatmap PNG.
+    """The seed's check on random weights over a synthetic scene: prints
+    each phase as it starts, the exact and padding parts and the speedup,
+    and writes the heatmap PNG (titled, with a colour bar).
+
+    Args:
+        out_dir: where ``heatmap.png`` goes.
+        size: the scene's side (>= 224).
 
     Returns:
         The :func:`zoo.apps.fc_conv_check.compare` result.
     """
     from zoo.apps import fc_conv_check as demo
 
-    result = demo.compare(size)
+    result = demo.compare(size, progress=lambda line: print(line, flush=True))
     for line in demo.report(result):
         print(line)
     heat = result["heatmap"][0]
     cls = int(np.unravel_index(heat.argmax(), heat.shape)[-1])
-    img = demo.demo_image(size)[0]
-    img = ((img - img.min()) / (img.max() - img.min()) * 255).astype("uint8")
     path = os.path.join(out_dir, "heatmap.png")
-    write_png(path, overlay(img, heat[..., cls]))
+    title = f"class {cls} (random VGG16 weights: no meaning) peak {heat[..., cls].max():.3g}"
+    write_png(path, heatmap_figure(demo.scene_image(size), heat[..., cls], title, "logit"))
     print(f"wrote {path} (class {cls})")
     return result

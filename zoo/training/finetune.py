@@ -54,29 +54,31 @@ def demo_model():
     return dense[0]
 
 
-def overlay_grid(images, truths, preds, ignore_label=255, alpha=0.55):
-    """Rows of image | ground-truth overlay | prediction overlay, uint8 (H', W', 3).
+def overlay_grid(images, truths, preds, class_names=None, ignore_label=255):
+    """Rows of image | truth | prediction with titles and a legend, uint8 (H', W', 3).
 
-    Ignored ground-truth pixels are shown as the plain image.
+    The drawing is :func:`zoo.apps.drawing.segmentation_grid` (panels of at
+    least 160 px, solid label colours far from the data's own, ignored
+    pixels hatched grey).
+
+    Args:
+        images: uint8 RGB ``(N, H, W, 3)``.
+        truths, preds: class ids ``(N, H, W)``.
+        class_names: one name per class; default ``class_<i>`` up to the largest id.
+        ignore_label: the truth label drawn hatched.
+
+    Returns:
+        The picture as a uint8 array.
     """
     import numpy as np
 
-    from zoo.labels import palette
+    from zoo.apps.drawing import segmentation_grid
 
-    cmap = palette(256).astype("float32")
-    rows = []
-    for img, gt, pr in zip(images, truths, preds):
-        img = img.astype("float32")
-
-        def blend(lab):
-            col = cmap[np.minimum(lab, 255)]
-            out = (1 - alpha) * img + alpha * col
-            return np.where((lab == ignore_label)[..., None], img, out)
-
-        sep = np.full((img.shape[0], 2, 3), 255, "float32")
-        rows.append(np.concatenate([img, sep, blend(gt), sep, blend(pr)], axis=1))
-        rows.append(np.full((2, rows[-1].shape[1], 3), 255, "float32"))
-    return np.clip(np.concatenate(rows[:-1], axis=0), 0, 255).astype("uint8")
+    if class_names is None:
+        labels = np.concatenate([np.ravel(truths), np.ravel(preds)])
+        top = int(labels[labels != ignore_label].max(initial=0))
+        class_names = [f"class_{i}" for i in range(top + 1)]
+    return segmentation_grid(images, truths, preds, class_names, ignore_label)
 
 
 def predict_fn(model):
@@ -133,7 +135,8 @@ def print_iou(per_class, class_names, title):
         print(f"  {name:20s} {'-' if np.isnan(iou) else f'{iou:.3f}'}")
 
 
-def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, predict=None):
+def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, predict=None,
+                 class_names=None):
     """Predicts the first ``count`` images of ``ds`` and writes the overlay grid.
 
     Args:
@@ -144,6 +147,7 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, pred
         ignore_label: ground-truth label drawn as the plain image.
         count: rows of the grid.
         predict: a :func:`predict_fn` of ``model`` to reuse; default: a new one.
+        class_names: the legend's names (:func:`overlay_grid`).
 
     Returns:
         ``path``.
@@ -164,7 +168,7 @@ def save_overlay(model, ds, path, preprocessing, ignore_label=255, count=4, pred
     x = np.concatenate(images)[:count]
     rgb = unpreprocess(x, preprocessing).numpy()
     write_png(path, overlay_grid(rgb, np.concatenate(truths)[:count], np.concatenate(preds)[:count],
-                                 ignore_label))
+                                 class_names, ignore_label))
     return path
 
 
@@ -448,10 +452,12 @@ class _CheckpointWriter:
     and ``state.json`` goes last, so whatever moment the process is killed
     at, ``state.json`` never names an epoch whose checkpoint is not complete
     on disk (Keras's own ModelCheckpoint writes in place). With
-    ``only_epoch``, it writes after that (1-based) epoch only.
+    ``only_epoch``, it writes after that (1-based) epoch only; with
+    ``weights_only``, ``checkpoint.weights.h5`` and ``state.json`` only (the
+    demo: no optimizer slots, a third of the bytes, nothing to resume).
     """
 
-    def __new__(cls, out, meta, only_epoch=None):
+    def __new__(cls, out, meta, only_epoch=None, weights_only=False):
         import keras
 
         class CheckpointWriter(keras.callbacks.Callback):
@@ -461,7 +467,8 @@ class _CheckpointWriter:
                 if only_epoch is not None and epoch + 1 != only_epoch:
                     return
                 t0 = time.perf_counter()
-                _replace_atomically(os.path.join(out, CHECKPOINT), self.model.save)
+                if not weights_only:
+                    _replace_atomically(os.path.join(out, CHECKPOINT), self.model.save)
                 _replace_atomically(os.path.join(out, WEIGHTS), self.model.save_weights)
                 state = {**meta, "epoch": epoch + 1,
                          "logs": {k: float(v) for k, v in (logs or {}).items()}}
@@ -526,7 +533,61 @@ class _PhaseTimer:
 # -------------------------------------------------------------- training
 
 
-def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch=True):
+def use_cosine_schedule(model, peak, total_steps, warmup=0.1):
+    """Replaces a compiled model's learning-rate schedule by a one-cycle
+    shape: linear warm-up from ``peak / 10`` to ``peak`` over ``warmup`` of
+    the steps, then cosine decay to zero (Keras's ``CosineDecay``, which
+    ``.keras`` files serialise). Call before the first step.
+
+    Args:
+        model: a model compiled by :func:`zoo.training.train.prepare`.
+        peak: the largest learning rate.
+        total_steps: the run's length in steps.
+        warmup: the warm-up's share of the steps.
+    """
+    import keras
+
+    warm = max(int(total_steps * warmup), 1)
+    model.optimizer._learning_rate = keras.optimizers.schedules.CosineDecay(
+        peak / 10, decay_steps=max(total_steps - warm, 1), warmup_target=peak, warmup_steps=warm)
+
+
+def class_frequencies(ds, num_classes, ignore_label=255, limit=None):
+    """Each class's share of the labelled pixels of a split's ``{"mask"}`` examples.
+
+    Args:
+        ds: examples (:func:`zoo.training.data.load`).
+        num_classes: classes counted.
+        ignore_label: label left out.
+        limit: examples read (None: all).
+
+    Returns:
+        numpy float64 ``(num_classes,)`` summing to 1 (zeros if nothing is labelled).
+    """
+    import numpy as np
+
+    counts = np.zeros(num_classes, "int64")
+    for ex in (ds.take(limit) if limit else ds).as_numpy_iterator():
+        m = ex["mask"].ravel()
+        counts += np.bincount(m[m != ignore_label], minlength=num_classes)[:num_classes]
+    return counts / max(counts.sum(), 1)
+
+
+def balanced_weights(freq, power=0.5):
+    """Class weights ``(median(freq) / freq) ** power`` (median-frequency
+    balancing, softened by ``power``); 1 for absent classes."""
+    import numpy as np
+
+    freq = np.asarray(freq, "float64")
+    seen = freq > 0
+    med = np.median(freq[seen]) if seen.any() else 1.0
+    w = np.ones_like(freq)
+    w[seen] = (med / freq[seen]) ** power
+    return [float(v) for v in w]
+
+
+def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch=True,
+        weights_only=False):
     """Fine-tunes ``args.model`` on ``args.data``; the engine of both commands.
 
     Args:
@@ -537,6 +598,8 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
             ``log.csv``); the final evaluation runs either way.
         checkpoint_every_epoch: write the checkpoint after every epoch (what
             resuming needs); False writes it after the last epoch only.
+        weights_only: write ``checkpoint.weights.h5`` (and state.json) but no
+            ``checkpoint.keras``: no optimizer slots, so the run cannot resume.
 
     Returns:
         A dict: ``model`` (the keras.Model), ``history``, ``per_class``,
@@ -571,7 +634,17 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     scale_range = tuple(getattr(args, "scale_range", None) or (0.5, 2.0))
     train_ds = data.make_pipeline(source.dataset, size, args.batch_size, True, preprocessing,
                                   scale_range=scale_range, repeat=True, seed=args.seed)
-    val_ds = data.make_pipeline(val_source.dataset, size, args.batch_size, False, preprocessing)
+    # Validation resizes to --val-size (default: the crop side); the demo
+    # validates zoo_shapes at its own 96 px (see DEMO_VAL_SIZE).
+    val_size = getattr(args, "val_size", None) or size
+    val_ds = data.make_pipeline(val_source.dataset, val_size, args.batch_size, False, preprocessing)
+    weights = getattr(args, "class_weights", None)
+    if weights is not None:
+        # per-pixel sample weights (0 on the ignore label): the loss's mean
+        # then leans towards rare classes without a loss of its own
+        table = tf.constant(list(weights) + [0.0], tf.float32)
+        train_ds = train_ds.map(lambda x, y: (x, y, tf.gather(
+            table, tf.where(y == data.IGNORE_LABEL, len(weights), tf.minimum(y, len(weights))))))
     steps = args.steps_per_epoch
     if not steps:
         card = int(source.dataset.cardinality())
@@ -602,6 +675,8 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
             total_steps=total_steps, optimizer=args.optimizer, learning_rate=args.lr,
             strategy=strategy, **builder_kwargs,
         )
+        if getattr(args, "schedule", None) == "cosine":
+            use_cosine_schedule(model, args.lr or DEMO_LR, total_steps)
         # the run exists from now on (epoch 0: nothing to resume yet)
         _write_json(os.path.join(args.out, STATE), {**meta, "epoch": 0, "logs": {}})
     record_run(model, source.class_names, preprocessing)
@@ -614,7 +689,8 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
         _, result["miou_before"] = evaluate(model, val_ds, num_classes, predict=predict)
         timings["evaluate"] += time.time() - t
         print(f"mIoU before fine-tuning: {result['miou_before']:.3f}")
-    writer = _CheckpointWriter(args.out, meta, None if checkpoint_every_epoch else args.epochs)
+    writer = _CheckpointWriter(args.out, meta, None if checkpoint_every_epoch else args.epochs,
+                               weights_only=weights_only)
     timer = _PhaseTimer()
     callbacks = [
         timer,
@@ -623,7 +699,10 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     ]
     history = model.fit(train_ds, epochs=args.epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps, validation_data=val_ds if validate else None,
-                        callbacks=callbacks, verbose=args.verbose)
+                        callbacks=callbacks, verbose=args.verbose,
+                        # the tf.data pipeline shuffles (make_pipeline); fit's own
+                        # shuffle=True default only warns that it is ignored
+                        shuffle=False)
     timings.update(timer.seconds(writer.seconds), checkpoint=writer.seconds)
     result["history"] = history.history
     t = time.time()
@@ -631,7 +710,7 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     timings["evaluate"] += time.time() - t
     t = time.time()
     result["overlay"] = save_overlay(model, val_ds, os.path.join(args.out, OVERLAY), preprocessing,
-                                     predict=predict)
+                                     predict=predict, class_names=source.class_names)
     timings["overlay"] = time.time() - t
     result["seconds"] = time.time() - t0
     timings["setup"] = max(result["seconds"] - sum(timings.values()), 0.0)
@@ -665,6 +744,9 @@ DEMO_LR = 2e-3
 # 0.42 at 40 px); training crops drawn at up to 1x show shapes at the sizes
 # validation sees, where finetune's default (0.5, 2.0) mostly zooms in.
 DEMO_SCALE_RANGE = (0.5, 1.0)
+DEMO_VAL_SIZE = None
+DEMO_SCHEDULE = "poly"
+DEMO_CLASS_WEIGHTS = None
 
 
 def format_timings(timings, total):
@@ -676,12 +758,49 @@ def format_timings(timings, total):
     return f"{total:.0f} s: " + ", ".join(shown)
 
 
+def cached_start(model_name):
+    """The published file of ``model_name`` already on this machine, if any.
+
+    Looks in :func:`zoo.weights.search_dirs` (``$KERAS_ZOO_WEIGHTS``, the
+    package's ``weights/`` folder, ``$KERAS_HOME/models``) for each tag's
+    file (:func:`zoo.weights.local_copy`), ``imagenet`` first (the classic
+    fine-tuning start), then the manifest's other tags; nothing is downloaded.
+
+    Args:
+        model_name: a registry name.
+
+    Returns:
+        ``(tag, path)``, or None when no file is there.
+    """
+    from zoo import weights as zw
+
+    tags = list(zw.available_tags(model_name))
+    for tag in sorted(tags, key=lambda t: t != "imagenet"):
+        try:
+            path = zw.local_copy(zw.file_spec(model_name, tag))
+        except (KeyError, ValueError):
+            continue
+        if path is not None:
+            return tag, path
+    return None
+
+
 def demo(args):
     """``zoo demo``: fine-tunes a small dense model on ``zoo_shapes`` offline.
 
+    Starts from the model's published file when one is already in the local
+    cache (:func:`cached_start`), else from random init, and says which.
     Prints the validation mIoU before and after, per-class IoU, the time
-    taken with its breakdown by phase, and writes ``overlay.png`` in
-    ``--out``. The model is validated once, after training.
+    taken with its breakdown by phase, and writes ``overlay.png``,
+    ``checkpoint.weights.h5`` (weights only: no optimizer slots, about 66 MB
+    for drn_d_22), ``state.json`` and ``log.csv`` in ``--out``. The model
+    is validated once, after training.
+
+    Args:
+        args: the parsed options of :func:`zoo.cli.train.add_demo_arguments`.
+
+    Returns:
+        0.
     """
     import tensorflow as tf
 
@@ -689,17 +808,33 @@ def demo(args):
         args.model = demo_model()
     _fill_defaults(args, epochs=DEMO_EPOCHS, batch_size=DEMO_BATCH, size=DEMO_SIZE,
                    steps_per_epoch=DEMO_STEPS, optimizer="adam", lr=DEMO_LR,
-                   scale_range=DEMO_SCALE_RANGE)
+                   scale_range=DEMO_SCALE_RANGE, val_size=DEMO_VAL_SIZE)
     args.data = "zoo_shapes"
-    print(f"zoo demo: fine-tuning {args.model} on zoo_shapes ({args.epochs} epochs x "
+    if getattr(args, "schedule", None) is None:
+        args.schedule = DEMO_SCHEDULE
+    if getattr(args, "class_weights", None) is None and DEMO_CLASS_WEIGHTS is not None:
+        args.class_weights = list(DEMO_CLASS_WEIGHTS)
+    start = "from random init"
+    if args.weights is None:
+        found = cached_start(args.model)
+        if found is not None:
+            args.weights, path = found
+            start = f"from {path} (its {args.weights!r} weights, found in the local cache)"
+    else:
+        start = f"from {args.weights}"
+    print(f"zoo demo: fine-tuning {args.model} on zoo_shapes {start}\n  {args.epochs} epochs x "
           f"{args.steps_per_epoch} steps, batch {args.batch_size}, {args.size}x{args.size}, "
-          f"scale {args.scale_range[0]:g}-{args.scale_range[1]:g}, "
-          f"{len(tf.config.list_physical_devices('GPU')) and 'GPU' or 'CPU'})")
-    # The demo cannot resume (no --resume), so only the final checkpoint is
-    # of use; each one costs seconds (drn_d_22 with Adam's slots: ~180 MB).
-    result = run(args, before=True, validate=False, checkpoint_every_epoch=False)
+          f"scale {args.scale_range[0]:g}-{args.scale_range[1]:g}, {args.optimizer} lr {args.lr:g} "
+          f"({args.schedule}), validation at {args.val_size or args.size} px, "
+          f"{len(tf.config.list_physical_devices('GPU')) and 'GPU' or 'CPU'}")
+    # The demo cannot resume (no --resume), so only the final weights are of
+    # use: no per-epoch checkpoints and no .keras with Adam's slots (~200 MB
+    # for drn_d_22), only checkpoint.weights.h5.
+    result = run(args, before=True, validate=False, checkpoint_every_epoch=False, weights_only=True)
     print_iou(result["per_class"], result["class_names"], "validation IoU per class after fine-tuning")
-    print(f"\nmIoU {result['miou_before']:.3f} -> {result['miou']:.3f} in {result['seconds']:.0f} s")
+    print(f"\nmIoU {result['miou_before']:.3f} -> {result['miou']:.3f} in {result['seconds']:.0f} s "
+          f"({start})")
     print(f"time {format_timings(result['timings'], result['seconds'])}")
+    print(f"weights: {os.path.join(args.out, WEIGHTS)}")
     print(f"overlays: {result['overlay']}")
     return 0
