@@ -105,22 +105,19 @@ def _dense_outputs(args, stem, image, labels, names, palette):
 
 
 def _heatmap_outputs(args, stem, image, scores, names):
+    """One panel per top class, side by side: each map over the image, titled
+    with its class and captioned with its own colour bar, scaled linearly
+    from that map's minimum to its maximum (:func:`zoo.apps.drawing.heatmap_figure`)."""
     import numpy as np
 
-    from zoo.apps.heatmap import overlay
-    from zoo.cli.render import legend, stack_below
+    from zoo.apps.drawing import heatmap_figure, stack
 
     peak = scores.reshape(-1, scores.shape[-1]).max(0)
     top = np.argsort(-peak, kind="stable")[:args.top_maps]
-    panels = []
-    for c in top:
-        panel = overlay(image, scores[..., c])
-        caption = legend([((255, 0, 0), f"{c} {names[c]} max {peak[c]:.3g}")], panel.shape[1])
-        panels.append(stack_below(panel, caption))
-    h = max(p.shape[0] for p in panels)
-    panels = [np.concatenate([p, np.full((h - p.shape[0], p.shape[1], 3), 255, "uint8")]) for p in panels]
+    panels = [heatmap_figure(image, scores[..., c], f"{c} {names[c]} (peak {peak[c]:.3g})", "score")
+              for c in top]
     path = os.path.join(args.out, f"{stem}_heatmap.png")
-    _write_png(path, np.concatenate(panels, axis=1))
+    _write_png(path, stack(panels, axis=1))
     return [path], [(int(c), names[c], float(peak[c])) for c in top]
 
 
@@ -283,6 +280,8 @@ def cmd_export(args):
                        args.model_kwargs)  # fail before the note
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
+    print(f"building {args.model} ({args.mode} mode"
+          + (f", weights {args.weights}" if args.weights else "") + ") ...", flush=True)
     model, _ = build_app_model(args.model, args.weights, args.mode, args.classes,
                                include_preprocessing=args.include_preprocessing,
                                model_kwargs=args.model_kwargs)
@@ -291,7 +290,8 @@ def cmd_export(args):
     try:
         # pixels: the artifact takes uint8 (its Preprocess layer casts)
         export_model(model, args.out, args.format, size=args.size,
-                     dtype="uint8" if args.include_preprocessing else None)
+                     dtype="uint8" if args.include_preprocessing else None,
+                     progress=lambda line: print(line, flush=True))
     except ImportError as e:
         raise ValueError(str(e)) from None
     shape = list(model.inputs[0].shape)
