@@ -214,3 +214,23 @@ def test_demo_model_weights_file_is_under_100_mb(tmp_path):
     path = str(tmp_path / finetune.WEIGHTS)
     model.save_weights(path)
     assert os.path.getsize(path) < 100 * 2 ** 20 - (1 << 20), os.path.getsize(path)  # 1 MB for the rest
+
+
+def test_folder_dataset_is_prepared_in_the_zoo_cache_not_as_a_download(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from zoo.training import data
+
+    root = tmp_path / "pairs"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, "uint8")).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i, "uint8")).save(root / "masks" / f"{i}.png")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    src = data.load(f"folder:{root}", "train")
+    assert src.num_classes == 2
+    cache = tmp_path / "keras_home" / "zoo_datasets"
+    assert data.folder_cache_dir() == str(cache) and any(cache.iterdir())
+    out = capsys.readouterr().out
+    assert "nothing is downloaded" in out and "Downloading" not in out, out

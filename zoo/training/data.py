@@ -56,6 +56,15 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
         return epath.Path(inspect.getfile(cls))
 
+    # TFDS's own lines say "Downloading and preparing dataset"; these builders
+    # download nothing: they convert local files (or draw zoo_shapes) once.
+    def _log_download_bytes(self):
+        print(f"preparing {self.name} from local files into {self.data_dir} (once; nothing is "
+              "downloaded) ...", flush=True)
+
+    def _log_download_done(self):
+        print(f"prepared {self.name} in {self.data_dir}", flush=True)
+
 # ------------------------------------------------------------ zoo_shapes
 
 
@@ -382,7 +391,8 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
             ``scene_parse150``).
         split: ``"train"`` or ``"validation"`` (mapped to the dataset's own
             evaluation split), or any TFDS split string.
-        data_dir: TFDS data folder (default ``~/tensorflow_datasets``).
+        data_dir: TFDS data folder (default ``~/tensorflow_datasets``; for
+            ``folder:`` datasets :func:`folder_cache_dir`).
         download: let TFDS download a real dataset that is not prepared yet.
             ``zoo_shapes`` and folders are always generated locally.
         manual_dir: the manual-download folder (Cityscapes' zips).
@@ -395,7 +405,8 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
         root = name[len("folder:"):]
         if not os.path.isdir(root):
             raise FileNotFoundError(f"dataset folder not found: {root}")
-        builder = SegmentationFolder(config=SegmentationFolderConfig(root=root), data_dir=data_dir)
+        builder = SegmentationFolder(config=SegmentationFolderConfig(root=root),
+                                     data_dir=data_dir or folder_cache_dir())
         _prepare_folder(builder)
         names = _folder_class_names(root)
         if split == "validation" and "validation" not in builder.info.splits:
@@ -437,6 +448,16 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
     ds = _as_dataset(builder, split, shuffle_files)
     ds = ds.map(_to_example(image_key, mask_key, mask_map), num_parallel_calls=tf.data.AUTOTUNE)
     return Source(ds, num, tuple(names) if names else tuple(f"class_{i}" for i in range(num)))
+
+
+def folder_cache_dir():
+    """Where ``folder:`` datasets are prepared when no ``data_dir`` is given:
+    ``$KERAS_HOME/zoo_datasets`` (default ``~/.keras/zoo_datasets``), beside
+    Keras's own caches rather than among TFDS downloads in
+    ``~/tensorflow_datasets``: they are the user's files, converted, and
+    deleting the folder only costs a new conversion."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "zoo_datasets")
 
 
 def _folder_class_names(root):
