@@ -5,8 +5,6 @@ it writes, and no Keras ``shuffle`` warning."""
 
 import argparse
 import os
-import warnings
-
 import numpy as np
 import pytest
 
@@ -81,7 +79,7 @@ def test_heatmap_figure_has_a_title_and_a_colour_bar_with_its_scale():
     scores = np.linspace(-2, 5, 6 * 7).reshape(6, 7)
     pic = drawing.heatmap_figure(image, scores, "class 3 tabby", "logit")
     assert min(pic.shape[:2]) >= drawing.MIN_PANEL
-    low, high = tuple(drawing.colorize(np.array([[0.0]]), 0, 1)[0, 0]), tuple(drawing.colorize(np.array([[1.0]]), 0, 1)[0, 0])
+    low, high = (tuple(drawing.colorize(np.array([[v]]), 0, 1)[0, 0]) for v in (0.0, 1.0))
     rows = [y for y in range(pic.shape[0]) if {low, high} <= _colours_in(pic[y])]
     assert rows, "no row holds both ends of the colour ramp"
     bar = pic[rows[len(rows) // 2]]
@@ -104,7 +102,7 @@ def test_predict_heatmap_captions_each_map_with_its_own_scale(tmp_path):
     import tensorflow as tf
 
     pic = tf.io.decode_png(tf.io.read_file(written[0])).numpy()
-    low = tuple(drawing.colorize(np.array([[0.0]]), 0, 1)[0, 0])
+    low = tuple(drawing.colorize(np.array([[0.0]]), 0, 1)[0, 0])  # the ramp's blue end
     # two panels side by side, each with its own colour bar
     rows = [y for y in range(pic.shape[0]) if low in _colours_in(pic[y])]
     assert rows
@@ -189,20 +187,8 @@ def test_demo_starts_from_a_cached_pretrained_file(empty_cache, monkeypatch, cap
     assert f"from {fake}" in out and "from random init" not in out, out
 
 
-@pytest.mark.train
-def test_demo_writes_weights_only_under_100_mb_without_a_shuffle_warning(tmp_path, shapes_dir, capsys):
-    from tests.cases import TINY_DRN
-
-    args = _demo_args("--out", str(tmp_path), "--data-dir", shapes_dir, "--verbose", "0", "--model", TINY_DRN,
-                      "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--size", "32")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert finetune.demo(args) == 0
-    shuffle = [w for w in caught if "shuffle" in str(w.message)]
-    assert not shuffle, [str(w.message) for w in shuffle]
-    names = sorted(os.listdir(tmp_path))
-    assert finetune.CHECKPOINT not in names and finetune.WEIGHTS in names, names
-    assert "from random init" in capsys.readouterr().out
+# The demo's own run (a tiny model: weights only, no shuffle warning, "from
+# random init") is tests/test_train.py::test_demo_small_run_times_its_phases.
 
 
 @pytest.mark.train
