@@ -10,12 +10,14 @@
                                                   segment, classify or heatmap images
     zoo export --model NAME --format savedmodel|tflite|onnx --out PATH
     zoo heatmap IMAGE [--model vgg16] [--weights imagenet] [--out heat.png]
+    zoo evaluate --model NAME [--weights TAG|PATH] --data DATA [--out DIR]
+                                                  mIoU / top-1 on a labelled dataset
     zoo finetune --model NAME [--data DATA] --out DIR
     zoo distributed [--strategy mirrored|multiworker|none] --model NAME --out DIR
     zoo demo [segment|heatmap]                    the offline demos
 
 Every command that builds a model (info, convert, predict, export, heatmap,
-finetune, distributed, demo) takes ``--model-kwargs KEY=VALUE ...``: further
+evaluate, finetune, distributed, demo) takes ``--model-kwargs KEY=VALUE ...``: further
 builder arguments, values read as Python literals (a plain string when they
 are not one), e.g. ``--model-kwargs output_stride=16 head=deeplabv3``.
 ``zoo COMMAND --help`` lists each command's options.
@@ -42,6 +44,7 @@ COMMANDS = {
     "predict": "zoo.cli.apps",
     "export": "zoo.cli.apps",
     "heatmap": "zoo.cli.apps",
+    "evaluate": "zoo.cli.evaluate",
     "finetune": "zoo.cli.train",
     "distributed": "zoo.cli.train",
     "demo": "zoo.cli.train",
