@@ -127,14 +127,12 @@ def _write_png(path, rgb):
     write_png(path, rgb)
 
 
-def _classify_input(model, image):
-    import numpy as np
-    import tensorflow as tf
+def _classify_input(image, transform):
+    # the weights' own evaluation transform (zoo evaluate's): shorter side to
+    # size / crop_pct, centre crop; never a stretch of the whole image
+    from zoo.apps.evaluate import apply_transform
 
-    h, w = model.inputs[0].shape[1:3]
-    size = (h or 224, w or 224)
-    x = tf.image.resize(image[None].astype("float32"), size, method="bilinear", antialias=True)
-    return np.clip(np.round(x.numpy()), 0, 255).astype("uint8")
+    return apply_transform(image, transform)[None]
 
 
 def _check_predict_options(args):
@@ -219,8 +217,12 @@ def cmd_predict(args):
         print("note: no --weights given: random initial weights", file=sys.stderr)
     model, names = build_app_model(args.model, args.weights, args.mode, args.classes,
                                    model_kwargs=args.model_kwargs)
-    predictor = None
-    if args.mode != "classify":
+    predictor = transform = None
+    if args.mode == "classify":
+        from zoo.apps.evaluate import classify_transform
+
+        transform = classify_transform(model, args.model, args.weights, args.model_kwargs)
+    else:
         predictor = Predictor(model, scales=args.scales, flip=args.flip, tile=args.tile,
                               overlap=args.overlap, batch_size=args.batch_size)
     channels = model.inputs[0].shape[-1] or 3
@@ -235,7 +237,7 @@ def cmd_predict(args):
         stem = os.path.splitext(os.path.basename(path))[0]  # planned_outputs checked the names
         try:
             if args.mode == "classify":
-                probs = np.asarray(model(_classify_input(model, image), training=False), "float32")
+                probs = np.asarray(model(_classify_input(image, transform), training=False), "float32")
                 results.append((path, decode_predictions(probs, top=5, labels=names)[0]))
             elif args.mode == "dense":
                 labels = predictor.labels(image)
