@@ -146,7 +146,7 @@ def _folder_fingerprint(root):
     ``classes.txt`` change is prepared anew instead of served from a stale
     cache.
     """
-    digest = hashlib.sha1(root.encode())
+    digest = hashlib.sha1(os.fsencode(root))
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for fname in sorted(filenames):
@@ -155,7 +155,8 @@ def _folder_fingerprint(root):
                 st = os.stat(path)
             except OSError:
                 continue
-            digest.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # fsencode: a file name need not be UTF-8 (it is refused later, named)
+            digest.update(os.fsencode(os.path.relpath(path, root)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -212,10 +213,16 @@ class SegmentationFolder(_LocalBuilder):
         return splits
 
     def _generate_examples(self, folder):
+        from zoo.apps.imaging import read_image
+
         pairs = folder_pairs(folder)
         for stem, image, mask in pairs:
-            yield stem, {"image": image, "segmentation_mask": read_mask(mask, image),
-                         "file_name": stem}
+            example = {"image": image, "segmentation_mask": read_mask(mask, image), "file_name": stem}
+            # TFDS stores the file's bytes as they are; decoding them here, as
+            # training will, names a damaged image now instead of surfacing as
+            # a TF error on the first pass over the data.
+            read_image(image, 3)
+            yield stem, example
 
 
 def read_mask(mask_path, image_path=None):
@@ -247,7 +254,8 @@ def read_mask(mask_path, image_path=None):
         with Image.open(mask_path) as im:
             mode = im.mode
             mask = np.asarray(im)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        # Pillow reports some damaged PNG chunks as SyntaxError ("broken PNG file")
         raise ValueError(f"mask {mask_path} cannot be read as an image ({e})") from None
     if mode in ("RGB", "RGBA", "LA"):
         channels = mask[..., :3] if mode != "LA" else mask[..., :1]
@@ -288,6 +296,11 @@ def folder_pairs(folder):
         stem, ext = os.path.splitext(fname)
         if ext.lower() not in (".png", ".jpg", ".jpeg"):
             continue
+        try:
+            stem.encode("utf8")  # the example's name: TFDS text is UTF-8
+        except UnicodeEncodeError:
+            raise ValueError(f"{os.path.join(images_dir, fname)!r}: the file name is not valid UTF-8; "
+                             "rename it") from None
         mask = os.path.join(masks_dir, stem + ".png")
         if stem in seen:
             raise ValueError(

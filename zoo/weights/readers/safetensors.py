@@ -9,6 +9,7 @@ file size before the ``safetensors`` package maps anything.
 """
 
 import json
+import math
 import os
 import struct
 
@@ -32,6 +33,11 @@ _ITEMSIZE = {
     "I32": 4, "U32": 4, "F32": 4,
     "I64": 8, "U64": 8, "F64": 8,
 }
+
+
+def _count(value):
+    """A non-negative int that is not a bool (a shape entry or an offset)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_safetensors(path):
@@ -90,18 +96,27 @@ def read_header(path):
             f"{MAX_TENSORS} is not a model checkpoint")
     try:
         header = json.loads(text.decode("utf8"))
+    except RecursionError:  # deeply nested arrays or objects
+        raise CheckpointError(f"{path}: unreadable safetensors header (nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: safetensors __metadata__ is not a JSON object")
     buffer = size - 8 - length
     for name, info in header.items():
         try:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            count = int(np.prod(shape, dtype=np.int64))
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: malformed safetensors entry for tensor {name!r}") from None
+        # JSON may hold any type here: non-negative Python ints only, and the
+        # element count in Python ints (numpy's int64 product would wrap).
+        if not (isinstance(dtype, str) and isinstance(shape, list)
+                and all(_count(v) for v in (*shape, begin, end))):
+            raise CheckpointError(f"{path}: malformed safetensors entry for tensor {name!r}")
+        count = math.prod(shape)
         if dtype not in _ITEMSIZE:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
         if not 0 <= begin <= end <= buffer:
