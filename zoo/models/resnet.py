@@ -45,6 +45,7 @@ RESNET_CONFIGS = {
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 OUTPUT_STRIDES = (8, 16, 32)
+DILATION_PLANS = ("torchvision", "smp")
 STEM_STRIDE = 4
 TRAIN_CROP = 224
 POOL_WINDOW = 7  # c5 cells under a 224 crop at stride 32
@@ -52,12 +53,18 @@ POOL_WINDOW = 7  # c5 cells under a 224 crop at stride 32
 LAYOUT_HINT = {"keras": "stride_in_1x1=True", "torchvision": "stride_in_1x1=False"}
 
 
-def stage_plan(output_stride, stages=4):
+def stage_plan(output_stride, stages=4, dilation_plan="torchvision"):
     """Strides and dilations of the stages for one output stride.
 
     Args:
         output_stride: 8, 16 or 32.
         stages: number of stages.
+        dilation_plan: ``"torchvision"`` (``replace_stride_with_dilation``:
+            a dilated stage's first block keeps the previous dilation, and
+            each dilated stage doubles it) or ``"smp"``
+            (segmentation_models_pytorch's ``make_dilated``: every conv of a
+            stage at stride ``s`` past the output stride gets dilation
+            ``s // output_stride``, the first block's included).
 
     Returns:
         A list of ``(stride, first_dilations, dilation)`` per stage: stages
@@ -67,16 +74,19 @@ def stage_plan(output_stride, stages=4):
         bottleneck uses only the first).
     """
     check_choice(output_stride, OUTPUT_STRIDES, "output_stride")
-    plan, stride, dilation = [], STEM_STRIDE, 1
+    check_choice(dilation_plan, DILATION_PLANS, "dilation_plan")
+    plan, stride, dilation, nominal = [], STEM_STRIDE, 1, STEM_STRIDE
     for i in range(stages):
         step = 1 if i == 0 else 2
+        nominal *= step
         previous = dilation
         if stride * step > output_stride:
-            dilation *= step
+            dilation = nominal // output_stride if dilation_plan == "smp" else dilation * step
             step = 1
         else:
             stride *= step
-        plan.append((step, (previous, dilation), dilation))
+        first = (dilation, dilation) if dilation_plan == "smp" else (previous, dilation)
+        plan.append((step, first, dilation))
     return plan
 
 
@@ -131,6 +141,15 @@ LAYOUT_FILE_HINTS = {
 }
 
 
+def pad_input(x, multiple):
+    """``x`` zero-padded bottom/right to a multiple of ``multiple`` (None: as is)."""
+    if not multiple:
+        return x
+    from zoo.heads._smp import PadToMultiple
+
+    return PadToMultiple(multiple, name="pad_to_multiple")(x)
+
+
 def _torch_name(path):
     """torchvision's segmentation models prefix the ResNet with ``backbone.``."""
     if path.startswith("backbone."):
@@ -138,7 +157,8 @@ def _torch_name(path):
     return default_torch_name(path)
 
 
-def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_WIDTHS):
+def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_WIDTHS,
+                dilation_plan="torchvision", pad_to_multiple=None):
     """The :class:`zoo.assembler.Backbone` of one ResNet in one layout.
 
     Args:
@@ -149,6 +169,11 @@ def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_W
         head: a model defined by its dense head (torchvision's
             ``deeplabv3_*``): dense and features modes only, 21 classes.
         widths: stage widths (tiny test configs pass their own).
+        dilation_plan: see :func:`stage_plan` (``"smp"`` for
+            segmentation_models_pytorch's dilated encoders).
+        pad_to_multiple: None, or zero-pad the input bottom/right to a
+            multiple of it before the stem (SMP's input rule; the SMP heads
+            crop their logits back to the input).
     """
     kind, depths = RESNET_CONFIGS[config]
     if stride_in_1x1 is None:
@@ -160,7 +185,8 @@ def resnet_spec(config, stride_in_1x1=None, name=None, head=None, widths=STAGE_W
     return Backbone(
         name=name or config,
         build=lambda x, output_stride: resnet_backbone(
-            x, kind, depths, layout, stage_plan(output_stride), widths),
+            pad_input(x, pad_to_multiple), kind, depths, layout,
+            stage_plan(output_stride, dilation_plan=dilation_plan), widths),
         classifier=Classifier("pool_fc", (layout.classifier,), pool=layout.pool, window=POOL_WINDOW),
         output_strides=OUTPUT_STRIDES,
         default_output_stride={"dense": 8},
@@ -194,6 +220,15 @@ def _stage_flops(model, input_size, per_layer):
 
 
 
+DILATION_OPTION = Option(
+    "dilation_plan", "torchvision",
+    "how ``output_stride`` < 32 dilates: ``\"torchvision\"`` (``replace_stride_with_dilation``) or "
+    "``\"smp\"`` (segmentation_models_pytorch's ``make_dilated``: the first block dilated too).")
+PAD_OPTION = Option(
+    "pad_to_multiple", None,
+    "None, or zero-pad the input bottom/right to a multiple of it (segmentation_models_pytorch's "
+    "input rule, see ``zoo.from_smp``); dense heads crop their logits back to the input.")
+
 STRIDE_OPTION = Option(
     "stride_in_1x1", True,
     "True (default) builds keras.applications' layout (stride in the first 1x1 conv; its "
@@ -206,7 +241,7 @@ for _name, (_kind, _depths) in RESNET_CONFIGS.items():
         spec=functools.partial(resnet_spec, _name),
         summary=f"ResNet-{_name[6:]} ({_kind} blocks {_depths}), fully convolutional, with "
                 f"output_stride (8/16/32 by dilation) and torchvision's FCN head.",
-        options=(STRIDE_OPTION,) if _kind == "bottleneck" else (),
+        options=((STRIDE_OPTION,) if _kind == "bottleneck" else ()) + (DILATION_OPTION, PAD_OPTION),
         info_hook=_stage_flops)
 
 for _config in ("resnet50", "resnet101"):

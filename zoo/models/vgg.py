@@ -16,7 +16,7 @@ from keras import layers
 
 from zoo.assembler import Backbone, Classifier, Stages
 from zoo.layers import conv2d
-from zoo.registry import register_model
+from zoo.registry import Option, register_model
 from zoo.weights.convert import WeightMap
 
 # Convolutions per block; every block ends with a 2x2 max pool.
@@ -58,6 +58,11 @@ def vgg_base(x, config, pool_padding="valid", widths=VGG_WIDTHS):
     return feats
 
 
+def _pool_input(t):
+    """The input tensor of the pooling layer that produced ``t``."""
+    return t._keras_history.operation.input
+
+
 def torchvision_names(config):
     """torchvision's VGG module paths -> our layer names (a name table).
 
@@ -74,18 +79,36 @@ def torchvision_names(config):
     return table
 
 
-def vgg_spec(config, widths=VGG_WIDTHS, hidden=(4096, 4096)):
+def vgg_spec(config, widths=VGG_WIDTHS, hidden=(4096, 4096), pyramid="pooled", pad_to_multiple=None):
     """The :class:`zoo.assembler.Backbone` of VGG16/19: five blocks, levels P1..P5.
 
     Args:
         config: a ``VGG_CONFIGS`` key (also the registry name).
         widths: the blocks' channels; hidden: the FC widths (tiny test
             configs pass their own).
+        pyramid: ``"pooled"`` (levels P1..P5 are the pools' outputs) or
+            ``"pre_pool"`` (segmentation_models_pytorch's VGG encoder: P0..P4
+            are each block's last conv before its pool, P5 the last pool).
+        pad_to_multiple: None, or zero-pad the input bottom/right to a
+            multiple of it (SMP's input rule, see ``zoo.from_smp``).
     """
+    if pyramid not in ("pooled", "pre_pool"):
+        raise ValueError(f"pyramid must be 'pooled' or 'pre_pool'; got {pyramid!r}")
+
     def build(x, output_stride):
         del output_stride
+        if pad_to_multiple:
+            from zoo.heads._smp import PadToMultiple
+
+            x = PadToMultiple(pad_to_multiple, name="pad_to_multiple")(x)
         feats = vgg_base(x, config, widths=widths)
-        return Stages(tuple((t, 2 ** (i + 1)) for i, t in enumerate(feats.values())))
+        stages = [(t, 2 ** (i + 1)) for i, t in enumerate(feats.values())]
+        if pyramid == "pre_pool":
+            # Each pool's input, at the stride before it; the deepest stage
+            # per stride wins in the pyramid, so P0..P4 are these, P5 the pool.
+            pre = [(_pool_input(t), s // 2) for t, s in stages]
+            stages = [item for pair in zip(pre, stages) for item in pair]
+        return Stages(tuple(stages))
 
     classifier = dataclasses.replace(CLASSIFIER, hidden=tuple(hidden))
     return Backbone(
@@ -126,6 +149,15 @@ FCN_BODY = Classifier("flatten_fc", ("fc6", "fc7", "score_fr"), hidden=(4096, 40
                       hidden_dropout=(("drop6", 0.5), ("drop7", 0.5)), score_init="zeros")
 FCN_OFFSETS = {"pool4": 5, "pool3": 9, "upscore": 19, "upscore16": 27, "upscore8": 31}
 
+VGG_OPTIONS = (
+    Option("pyramid", "pooled",
+           "``\"pooled\"`` (dense levels are the pools' outputs) or ``\"pre_pool\"`` (each block's "
+           "last conv before its pool, then the last pool: segmentation_models_pytorch's VGG encoder)."),
+    Option("pad_to_multiple", None,
+           "None, or zero-pad the input bottom/right to a multiple of it (segmentation_models_pytorch's "
+           "input rule, see ``zoo.from_smp``)."),
+)
+
 # name: (builder, summary)
 VGG_MODELS = {
     "vgg16": ("VGG16", "VGG16 with keras.applications layer names; FC head as convs in heatmap mode."),
@@ -140,7 +172,7 @@ FCN_MODELS = {
 for _name, (_builder, _summary) in VGG_MODELS.items():
     globals()[_builder] = register_model(
         _name, family="vgg", spec=functools.partial(vgg_spec, _name), builder_name=_builder,
-        summary=_summary, module=__name__)
+        summary=_summary, module=__name__, options=VGG_OPTIONS)
 for _name, (_builder, _summary) in FCN_MODELS.items():
     globals()[_builder] = register_model(
         _name, family="fcn", spec=functools.partial(fcn_spec, _name), builder_name=_builder,
