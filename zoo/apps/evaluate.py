@@ -363,25 +363,26 @@ def apply_transform(image, transform):
 
 
 def _build(model_or_name, weights, task, model_kwargs):
-    """``(model, name or None, class names)`` for a model or a registry name."""
+    """``(model, registry name or None, class names)`` for a model or a registry name."""
     from zoo.labels import names_for_weights, resolve_names
 
     if isinstance(model_or_name, str):
-        from zoo.cli.apps import build_app_model
+        from zoo.registry import create_model
 
         mode = "dense" if task == "segmentation" else "classify"
-        model, names = build_app_model(model_or_name, weights, mode, model_kwargs=model_kwargs)
-        return model, model_or_name, names
-    model = model_or_name
-    record = getattr(model, "zoo", None) or {}
-    name = record.get("model")
+        fixed = sorted({"weights", "mode", "include_preprocessing"} & set(model_kwargs or {}))
+        if fixed:
+            raise ValueError(f"model_kwargs cannot set {fixed[0]!r}: evaluate sets it (weights=, the task)")
+        model = create_model(model_or_name, weights=weights, mode=mode, include_preprocessing=True,
+                             **(model_kwargs or {}))
+        name = model_or_name
+    else:
+        model = model_or_name
+        name = (getattr(model, "zoo", None) or {}).get("model")
     classes = int(model.outputs[0].shape[-1])
-    if name and weights is not None:
-        try:
-            return model, name, names_for_weights(name, weights, classes)
-        except ValueError:
-            pass
-    return model, name, resolve_names(None, classes)
+    # the names the weights' own record or manifest entry give, else class_<i>
+    names = names_for_weights(name, weights, classes) if name else resolve_names(None, classes)
+    return model, name, names
 
 
 def _model_task(model):
@@ -636,7 +637,9 @@ def evaluate(model_or_name, data, *, weights=None, task=None, scales=(1.0,), fli
         model_or_name: a registry name (built with its preprocessing inside,
             dense mode for segmentation, classify mode for classification)
             or a built ``keras.Model`` that takes RGB pixels (its
-            preprocessing inside).
+            preprocessing inside); for a built zoo model, ``weights`` and
+            ``model_kwargs`` say what it was built from (its class names and
+            evaluation transform follow them).
         data: ``folder:PATH``, a TFDS segmentation set (``cityscapes``,
             ``scene_parse150``, ``oxford_iiit_pet``, ``zoo_shapes``) or a
             TFDS classification set (``imagenet2012``, ``imagenette``).

@@ -50,7 +50,11 @@ def cmd_evaluate(args):
     check_builder_options(args.model, {**kwargs, "mode": mode})
     if args.weights is None:
         print("note: no --weights given: random initial weights", file=sys.stderr)
-    result = evaluate(args.model, args.data, weights=args.weights, task=task, scales=args.scales,
+    from zoo.cli.apps import build_app_model
+
+    # predict's builder: a fine-tuned checkpoint.keras brings its class count and preprocessing
+    model, _ = build_app_model(args.model, args.weights, mode, model_kwargs=kwargs)
+    result = evaluate(model, args.data, weights=args.weights, task=task, scales=args.scales,
                       flip=args.flip, tile=args.tile, ignore_label=args.ignore_label,
                       batch_size=args.batch_size, limit=args.limit, out=args.out, data_dir=args.data_dir,
                       class_map=args.class_map, model_kwargs=kwargs)
