@@ -98,7 +98,7 @@ def smp_builder_kwargs(arch, encoder_name, classes=1, **smp_kwargs):
             raise ValueError(f"SMP's VGG encoders cannot be dilated: {arch} needs "
                              f"encoder_output_stride={output_stride}")
         kwargs.update(pyramid="pre_pool")
-        if head in ("unet", "unetplusplus"):  # SMP adds a center block on VGG
+        if head == "unet":  # SMP adds a center block on VGG (UnetPlusPlus never runs its own)
             opts["decoder_add_center_block"] = True
     return encoder_name, kwargs
 
@@ -184,6 +184,8 @@ def from_smp(arch, encoder_name, classes=1, weights=None, **smp_kwargs):
     # Weights SMP keeps but never runs: the skipless last Unet block's
     # attention, the deleted classifier of a VGG encoder.
     unused = ["decoder.blocks.*.attention1.*", "encoder.classifier.*", "encoder.fc", "encoder.fc.*"]
+    if kwargs["head"] == "unetplusplus":
+        unused += ["decoder.center.*"]
     # SMP keeps the encoder stages past encoder_depth (never run).
     depth = kwargs["head_options"]["encoder_depth"]
     if encoder_name.startswith("resnet"):
