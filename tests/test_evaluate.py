@@ -225,6 +225,22 @@ def test_classification_top1_top5_equal_numpy(class_folder, classify_model):
     assert by_sort["class_map"] == {"class_1": 0, "class_2": 1, "class_4": 2}
 
 
+def test_class_folder_rule(tmp_path):
+    from zoo.apps.evaluate import folder_class_indices
+    from zoo.labels import load_labels
+
+    imagenet = load_labels("imagenet")
+    # names (case, "_" for a space) and ImageNet wnids, for a 1000-class model
+    assert folder_class_indices(["n01443537", "Great_white_shark", "tench"], imagenet) == \
+        {"n01443537": 1, "Great_white_shark": 2, "tench": 0}
+    order = tmp_path / "classes.txt"
+    order.write_text("dog\ncat\n")
+    assert folder_class_indices(["cat", "dog"], ["a", "b", "c"], str(order)) == {"dog": 0, "cat": 1}
+    assert folder_class_indices(["cat", "dog"], ["a", "b"], "sorted") == {"cat": 0, "dog": 1}
+    with pytest.raises(ValueError, match="maps to class 2 but the model predicts 2"):
+        folder_class_indices(["x", "y", "z"], ["a", "b"], "sorted")
+
+
 def test_predict_classify_input_is_the_eval_transform(classify_model, tmp_path):
     """``zoo predict --mode classify``'s input (the slow test below runs
     the command): the weights' transform, here a file no manifest entry
