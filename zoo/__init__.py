@@ -13,6 +13,7 @@ from zoo.apps.evaluate import evaluate
 from zoo.apps.predictor import Predictor
 from zoo.labels import class_names, decode_predictions
 from zoo.registry import create_model, list_models
+from zoo.smp import from_smp  # noqa: F401  (segmentation_models_pytorch checkpoints)
 from zoo.training import train  # noqa: F401
 from zoo.weights import load_weights
 

@@ -103,6 +103,16 @@ def smp_builder_kwargs(arch, encoder_name, classes=1, **smp_kwargs):
     return encoder_name, kwargs
 
 
+def smp_cli_args(arch, encoder_name, classes=1, **smp_kwargs):
+    """The ``zoo export``/``zoo predict`` arguments that build the same model
+    from the registry: ``--model NAME --mode dense --model-kwargs ...``."""
+    name, kwargs = smp_builder_kwargs(arch, encoder_name, classes, **smp_kwargs)
+    items = [f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}"
+             for k, v in kwargs.items() if k not in ("mode", "classes")]
+    return (f"--model {name} --mode dense --classes {kwargs['classes']} --model-kwargs "
+            + " ".join(f'"{item}"' for item in items))
+
+
 def smp_torch_name(encoder_name):
     """The name rule from an SMP ``state_dict`` module path to a layer name.
 

@@ -30,8 +30,9 @@ def import_smp():
 
 
 def randomize(model, seed=0):
-    """Non-trivial BN statistics and affine parameters, and a spread of
-    weights in every parameter (torch-side, in place); returns ``model``."""
+    """Non-trivial BN statistics and norm affine parameters, random conv
+    biases (torch-side, in place; the conv kernels keep SMP's and
+    torchvision's random initialisation); returns ``model`` in eval mode."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -43,11 +44,11 @@ def randomize(model, seed=0):
                 if isinstance(module, torch.nn.BatchNorm2d):
                     module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=g) * 0.2)
                     module.running_var.copy_(torch.rand(module.running_var.shape, generator=g) + 0.5)
-            elif isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.LayerNorm)):
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
     return model.eval()
 
 

@@ -155,6 +155,28 @@ def cmd_info(args):
 
 
 def cmd_convert(args):
+    if args.from_smp:
+        if args.model or args.mode:
+            raise ValueError("--from-smp ARCH ENCODER builds the model: drop --model/--mode")
+        from zoo.smp import from_smp
+
+        smp_kwargs = merge_model_kwargs(args.model_kwargs, flags={}, fixed={"weights": "SRC"})
+        model = from_smp(*args.from_smp, classes=args.classes or 1, weights=args.src, **smp_kwargs)
+    else:
+        if not args.model:
+            raise ValueError("zoo convert needs --model NAME (or --from-smp ARCH ENCODER)")
+        model = _convert_model(args)
+    dst = args.dst if args.dst.endswith(".weights.h5") else args.dst + ".weights.h5"
+    model.save_weights(dst)
+    print(f"wrote {dst} ({model.count_params():,} parameters)")
+    if args.from_smp:
+        from zoo.smp import smp_cli_args
+
+        print("zoo export/predict build it again with: "
+              + smp_cli_args(*args.from_smp, classes=args.classes or 1, **smp_kwargs))
+
+
+def _convert_model(args):
     kwargs = merge_model_kwargs(
         args.model_kwargs,
         flags={"mode": ("--mode", args.mode), "classes": ("--classes", args.classes)},
@@ -163,10 +185,7 @@ def cmd_convert(args):
     check_builder_options(args.model, kwargs)
     from zoo.registry import create_model
 
-    model = create_model(args.model, weights=args.src, **kwargs)
-    dst = args.dst if args.dst.endswith(".weights.h5") else args.dst + ".weights.h5"
-    model.save_weights(dst)
-    print(f"wrote {dst} ({model.count_params():,} parameters)")
+    return create_model(args.model, weights=args.src, **kwargs)
 
 
 def add_parsers(subparsers):
@@ -187,8 +206,11 @@ def add_parsers(subparsers):
     s = subparsers.add_parser("convert", help="any supported checkpoint -> .weights.h5")
     s.add_argument("src")
     s.add_argument("dst")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", default=None)
     s.add_argument("--mode", default=None)
     s.add_argument("--classes", type=int, default=None)
+    s.add_argument("--from-smp", nargs=2, default=None, metavar=("ARCH", "ENCODER"),
+                   help="SRC is a segmentation_models_pytorch state_dict of smp.ARCH(ENCODER, ...); "
+                        "--model-kwargs take SMP's constructor arguments (zoo.from_smp)")
     add_model_kwargs(s)
     s.set_defaults(func=cmd_convert)
