@@ -32,7 +32,10 @@ setup(
         # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
         "export": ["tf2onnx>=1.17", "onnx"],
         "test": ["pytest", "pytest-xdist", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
-                 "tf2onnx>=1.17", "onnx"],
+                 "tf2onnx>=1.17", "onnx",
+                 # the SMP parity reference; torchvision 0.28.0 pairs with torch 2.13.0 (CONTRIBUTING.md,
+                 # "Running SMP in tests")
+                 "segmentation-models-pytorch==0.6.0", "torchvision==0.28.0"],
     },
     # The console script's module is top-level so that it can defer
     # zoo/__init__.py (and Keras) for the commands that need neither; see it.
