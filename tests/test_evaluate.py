@@ -280,7 +280,8 @@ def test_predict_classify_uses_the_eval_transform(tmp_path, capsys):
 
 def test_cli_writes_json_csv_png(seg_folder, tfds_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["evaluate", "--model", TINY_DRN, "--data", f"folder:{seg_folder}", "--data-dir", tfds_dir, "--limit", "3", "--out", str(out), "--model-kwargs", "classes=5"]) == 0
+    assert main(["evaluate", "--model", TINY_DRN, "--data", f"folder:{seg_folder}", "--data-dir", tfds_dir,
+                 "--limit", "3", "--out", str(out), "--model-kwargs", "classes=5"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3 and summary["task"] == "segmentation"

@@ -273,14 +273,15 @@ def _folder_samples(root, class_names, class_map):
     return samples, mapping
 
 
-def _tfds_classification(data, data_dir, classes):
+def _tfds_classification(data, data_dir, classes, download=False):
     """``(dataset of (image, label) numpy pairs, count)`` of a prepared TFDS
     classification set, labels as the model's class indices."""
     import tensorflow_datasets as tfds
 
-    from zoo.training.data import _as_dataset
+    from zoo.training.data import _as_dataset, _prepare
 
     builder = tfds.builder(data, data_dir=data_dir)
+    _prepare(builder, download)
     ds = _as_dataset(builder, "validation", False)
     names = builder.info.features["label"].names
     if data == "imagenet2012" or classes == len(names):
@@ -409,13 +410,13 @@ def _to_channels(image, channels):
     raise ValueError(f"the model takes {channels} channels; the data's images have {image.shape[-1]}")
 
 
-def _segment(model, names, data, *, data_dir, scales, flip, tile, overlap, ignore_label, batch_size, limit,
-             verbose):
+def _segment(model, names, data, *, data_dir, download, scales, flip, tile, overlap, ignore_label,
+             batch_size, limit, verbose):
     from zoo.apps.predictor import Predictor
     from zoo.training import data as data_mod
 
     classes = len(names)
-    source = data_mod.load(data, "validation", data_dir)
+    source = data_mod.load(data, "validation", data_dir, download=download)
     if source.num_classes > classes:
         raise ValueError(f"{data} has {source.num_classes} classes but the model predicts {classes}")
     if all(n == f"class_{i}" for i, n in enumerate(names)) and len(source.class_names) <= classes:
@@ -466,7 +467,7 @@ def _segment(model, names, data, *, data_dir, scales, flip, tile, overlap, ignor
     }
 
 
-def _classify(model, names, data, *, data_dir, transform, class_map, batch_size, limit, verbose):
+def _classify(model, names, data, *, data_dir, download, transform, class_map, batch_size, limit, verbose):
     from zoo.apps.imaging import read_image
 
     classes = len(names)
@@ -485,7 +486,7 @@ def _classify(model, names, data, *, data_dir, transform, class_map, batch_size,
     else:
         if class_map is not None:
             raise ValueError(f"--class-map applies to folder data; {data} has its own labels")
-        stream, count = _tfds_classification(data, data_dir, classes)
+        stream, count = _tfds_classification(data, data_dir, classes, download)
         mapping = None
         if limit:
             stream, count = (x for _, x in zip(range(limit), stream)), min(limit, count)
@@ -629,7 +630,7 @@ def _write_outputs(out, result):
 
 
 def evaluate(model_or_name, data, *, weights=None, task=None, scales=(1.0,), flip=False, tile=None,
-             overlap=1 / 3, ignore_label=255, batch_size=4, limit=None, out=None, data_dir=None,
+             overlap=1 / 3, ignore_label=255, batch_size=4, limit=None, out=None, data_dir=None, download=False,
              class_map=None, model_kwargs=None, transform=None, verbose=1):
     """Measures a model on a labelled dataset (``zoo evaluate``).
 
@@ -657,6 +658,9 @@ def evaluate(model_or_name, data, *, weights=None, task=None, scales=(1.0,), fli
         out: a folder for ``summary.json`` (and, for segmentation,
             ``confusion.csv`` and ``confusion.png``); None writes nothing.
         data_dir: the TFDS data folder (also where folder data is prepared).
+        download: let TFDS download (and prepare) a dataset that is not
+            prepared yet; Cityscapes and ImageNet need their archives placed
+            by hand in TFDS's manual folder either way.
         class_map: classification folders: ``"sorted"`` or a file (see
             :func:`folder_class_indices`).
         model_kwargs: further builder arguments for a registry name.
@@ -693,13 +697,13 @@ def evaluate(model_or_name, data, *, weights=None, task=None, scales=(1.0,), fli
         raise ValueError(f"{task} needs a {'dense' if task == 'segmentation' else 'classify'}-mode model; "
                          f"this one outputs shape {tuple(model.outputs[0].shape)}")
     if task == "segmentation":
-        result = _segment(model, names, data, data_dir=data_dir, scales=scales, flip=flip, tile=tile,
+        result = _segment(model, names, data, data_dir=data_dir, download=download, scales=scales, flip=flip, tile=tile,
                           overlap=overlap, ignore_label=ignore_label, batch_size=int(batch_size), limit=limit,
                           verbose=verbose)
     else:
         settled = classify_transform(model, name, weights, model_kwargs, transform)
-        result = _classify(model, names, data, data_dir=data_dir, transform=settled, class_map=class_map,
-                           batch_size=int(batch_size), limit=limit, verbose=verbose)
+        result = _classify(model, names, data, data_dir=data_dir, download=download, transform=settled,
+                           class_map=class_map, batch_size=int(batch_size), limit=limit, verbose=verbose)
     result = {"model": name, "weights": None if weights is None else str(weights), "data": data, **result}
     result["files"] = _write_outputs(out, result) if out else []
     return result

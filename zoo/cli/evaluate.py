@@ -1,7 +1,7 @@
 """``zoo evaluate``: a model's accuracy on a labelled dataset.
 
     zoo evaluate --model NAME [--weights TAG|PATH] --data DATA [--data-dir DIR]
-                 [--task segmentation|classification] [--scales S...] [--flip]
+                 [--download] [--task segmentation|classification] [--scales S...] [--flip]
                  [--tile N] [--ignore-label 255] [--batch-size N] [--limit N]
                  [--class-map sorted|FILE] [--out DIR] [--model-kwargs K=V ...]
 
@@ -57,6 +57,7 @@ def cmd_evaluate(args):
     result = evaluate(model, args.data, weights=args.weights, task=task, scales=args.scales,
                       flip=args.flip, tile=args.tile, ignore_label=args.ignore_label,
                       batch_size=args.batch_size, limit=args.limit, out=args.out, data_dir=args.data_dir,
+                      download=args.download,
                       class_map=args.class_map, model_kwargs=kwargs)
     print(f"{args.model} ({args.weights or 'random init'}) on {args.data}: {result['images']} images")
     if task == "segmentation":
@@ -91,6 +92,8 @@ def add_parsers(subparsers):
                    help="folder:PATH, cityscapes, scene_parse150, oxford_iiit_pet, zoo_shapes, imagenet2012 "
                         "or imagenette")
     s.add_argument("--data-dir", default=None, help="TFDS data folder (default ~/tensorflow_datasets)")
+    s.add_argument("--download", action="store_true",
+                   help="let TFDS download a dataset that is not prepared (Cityscapes, ImageNet: manual archives)")
     s.add_argument("--task", default=None, choices=("segmentation", "classification"),
                    help="default: the data's")
     s.add_argument("--scales", type=float, nargs="+", default=[1.0], help="segmentation: test scales")
