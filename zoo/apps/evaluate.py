@@ -405,8 +405,10 @@ def _to_channels(image, channels):
     if image.shape[-1] == channels:
         return image
     if channels == 1:
-        grey = image[..., :3].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
-        return np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None]
+        from PIL import Image
+
+        # Pillow's "L", as zoo.apps.imaging.read_image makes grey for files
+        return np.asarray(Image.fromarray(np.ascontiguousarray(image[..., :3])).convert("L"))[..., None]
     raise ValueError(f"the model takes {channels} channels; the data's images have {image.shape[-1]}")
 
 
