@@ -126,8 +126,8 @@ def test_segmentation_equals_numpy_from_the_models_predictions(dense_model, seg_
     assert got["class_names"] == list(SEG_CLASSES) and got["images"] == len(SEG_SIZES)
 
 
-def test_scales_and_flip_reach_the_predictor(dense_model, seg_folder, tfds_dir):
-    options = {"scales": (0.75, 1.25), "flip": True}
+def test_scales_flip_and_tile_reach_the_predictor(dense_model, seg_folder, tfds_dir):
+    options = {"scales": (0.75, 1.25), "flip": True, "tile": 24}
     got = zoo.evaluate(dense_model, f"folder:{seg_folder}", data_dir=tfds_dir, verbose=0, **options)
     predictor = zoo.Predictor(dense_model, **options)
     examples = list(_folder_examples(seg_folder))
@@ -136,7 +136,8 @@ def test_scales_and_flip_reach_the_predictor(dense_model, seg_folder, tfds_dir):
     plain = _reference_cm([m for _, m in examples],
                           [np.asarray(dense_model(i[None]))[0].argmax(-1) for i, _ in examples], len(SEG_CLASSES))
     assert not np.array_equal(cm, plain)  # the options changed the predictions: not vacuous
-    assert got["scales"] == [0.75, 1.25] and got["flip"] is True
+    assert got["scales"] == [0.75, 1.25] and got["flip"] is True and got["tile"] == 24
+    assert predictor.num_tiles(40, 50) > 1  # the tiles are cut: not vacuous either
 
 
 def test_confusion_refuses_labels_outside_the_classes():
