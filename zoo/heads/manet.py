@@ -38,7 +38,9 @@ class PositionAttention(keras.layers.Layer):
         q = ops.reshape(center, (n, h * w, -1))
         v = ops.reshape(bottom, (n, h * w, c))
         scores = ops.matmul(q, ops.transpose(t, (0, 2, 1)))
-        scores = ops.reshape(ops.softmax(ops.reshape(scores, (n, -1)), axis=-1), (n, h * w, h * w))
+        flat = ops.reshape(scores, (n, -1))  # one softmax over all HW*HW entries, as SMP's
+        flat = ops.exp(flat - ops.max(flat, axis=-1, keepdims=True))
+        scores = ops.reshape(flat / ops.sum(flat, axis=-1, keepdims=True), (n, h * w, h * w))
         out = ops.matmul(scores, v)  # (n, HW, C) in memory, which torch reads as (n, C, H, W)
         return ops.transpose(ops.reshape(out, (n, c, h, w)), (0, 2, 3, 1))
 
