@@ -38,7 +38,6 @@ ARCHS = {
     "Linknet": ("linknet", 5, 32),
     "MAnet": ("manet", 5, 32),
     "UPerNet": ("upernet", 5, 32),
-    "PAN": ("pan", 5, 16),
 }
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19")
 # Deprecated SMP spellings -> the current argument.
@@ -85,7 +84,7 @@ def smp_builder_kwargs(arch, encoder_name, classes=1, **smp_kwargs):
     in_channels = opts.pop("in_channels", 3)
     depth = opts.setdefault("encoder_depth", depth)
     output_stride = opts.pop("encoder_output_stride", default_os)
-    if head not in ("deeplabv3plus", "pan"):
+    if head != "deeplabv3plus":
         output_stride = 32
     kwargs = {"mode": "dense", "head": head, "classes": int(classes), "in_channels": in_channels,
               "pad_to_multiple": 2 ** depth, "head_options": opts}
@@ -166,7 +165,7 @@ def from_smp(arch, encoder_name, classes=1, weights=None, **smp_kwargs):
     Args:
         arch: SMP's class name (``"Unet"``, ``"UnetPlusPlus"``, ``"FPN"``,
             ``"PSPNet"``, ``"DeepLabV3Plus"``, ``"Linknet"``, ``"MAnet"``,
-            ``"UPerNet"``, ``"PAN"``; case-insensitive).
+            ``"UPerNet"``; case-insensitive).
         encoder_name: ``resnet18/34/50/101/152`` or ``vgg16/19``.
         classes: output channels.
         weights: None (random initial weights) or the path of that model's
