@@ -25,9 +25,6 @@ def add_training_arguments(p):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="square training crop side")
-    p.add_argument("--val-size", type=int, default=None,
-                   help="side validation images are resized to (default: --size; zoo demo: 96, "
-                        "zoo_shapes' own)")
     p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="random rescaling of training images before the crop (default 0.5 2.0)")
     p.add_argument("--steps-per-epoch", type=int, default=None,

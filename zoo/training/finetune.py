@@ -552,38 +552,6 @@ def use_cosine_schedule(model, peak, total_steps, warmup=0.1):
         peak / 10, decay_steps=max(total_steps - warm, 1), warmup_target=peak, warmup_steps=warm)
 
 
-def class_frequencies(ds, num_classes, ignore_label=255, limit=None):
-    """Each class's share of the labelled pixels of a split's ``{"mask"}`` examples.
-
-    Args:
-        ds: examples (:func:`zoo.training.data.load`).
-        num_classes: classes counted.
-        ignore_label: label left out.
-        limit: examples read (None: all).
-
-    Returns:
-        numpy float64 ``(num_classes,)`` summing to 1 (zeros if nothing is labelled).
-    """
-    import numpy as np
-
-    counts = np.zeros(num_classes, "int64")
-    for ex in (ds.take(limit) if limit else ds).as_numpy_iterator():
-        m = ex["mask"].ravel()
-        counts += np.bincount(m[m != ignore_label], minlength=num_classes)[:num_classes]
-    return counts / max(counts.sum(), 1)
-
-
-def balanced_weights(freq, power=0.5):
-    """Class weights ``(median(freq) / freq) ** power`` (median-frequency
-    balancing, softened by ``power``); 1 for absent classes."""
-    import numpy as np
-
-    freq = np.asarray(freq, "float64")
-    seen = freq > 0
-    med = np.median(freq[seen]) if seen.any() else 1.0
-    w = np.ones_like(freq)
-    w[seen] = (med / freq[seen]) ** power
-    return [float(v) for v in w]
 
 
 def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch=True,
@@ -634,17 +602,7 @@ def run(args, strategy=None, before=False, validate=True, checkpoint_every_epoch
     scale_range = tuple(getattr(args, "scale_range", None) or (0.5, 2.0))
     train_ds = data.make_pipeline(source.dataset, size, args.batch_size, True, preprocessing,
                                   scale_range=scale_range, repeat=True, seed=args.seed)
-    # Validation resizes to --val-size (default: the crop side); the demo
-    # validates zoo_shapes at its own 96 px (see DEMO_VAL_SIZE).
-    val_size = getattr(args, "val_size", None) or size
-    val_ds = data.make_pipeline(val_source.dataset, val_size, args.batch_size, False, preprocessing)
-    weights = getattr(args, "class_weights", None)
-    if weights is not None:
-        # per-pixel sample weights (0 on the ignore label): the loss's mean
-        # then leans towards rare classes without a loss of its own
-        table = tf.constant(list(weights) + [0.0], tf.float32)
-        train_ds = train_ds.map(lambda x, y: (x, y, tf.gather(
-            table, tf.where(y == data.IGNORE_LABEL, len(weights), tf.minimum(y, len(weights))))))
+    val_ds = data.make_pipeline(val_source.dataset, size, args.batch_size, False, preprocessing)
     steps = args.steps_per_epoch
     if not steps:
         card = int(source.dataset.cardinality())
@@ -732,21 +690,41 @@ def finetune_main(args):
     return 0
 
 
-# The demo's defaults: a budget of about 2 minutes on two CPU cores, data
-# prepared. Steps dominate, then tracing the train step; the model is
-# evaluated before and after only and checkpointed once, at the end.
-DEMO_EPOCHS = 3
-DEMO_STEPS = 30
-DEMO_BATCH = 16
+# The demo's defaults: a budget of about 2 minutes on two CPU cores,
+# imports and data included (issue 20: final validation mIoU >= 0.6 with
+# every class >= 0.4 on each of seeds 0, 1, 2). Steps dominate the time (then
+# tracing the train step, 8-12 s), so the choice is the fewest steps x pixels
+# that reach the target, measured on drn_d_22 at seed 0 (batch 16, 40 px
+# crops unless said; mIoU / triangle, the hardest class):
+#   3x30 steps, poly Adam 2e-3, scale 0.5-1.0 (the old default)   0.49 / 0.06
+#   150 steps, same                                               0.62 / 0.42
+#   150 steps, one-cycle (cosine) Adam 4e-3                       0.67 / 0.55
+#   150 steps, cosine 4e-3, class weights (median freq.) ** 0.5   0.60 / 0.47
+#   150 steps, cosine 4e-3, scale 0.4-0.6                         0.73 / 0.57
+#   120 steps, cosine 4e-3, scale 0.4-0.6                         0.66 / 0.43
+#   batch 8 x 300 steps, cosine 3e-3, scale 0.5-1.0               0.71 / 0.58
+#   batch 8 x 300 steps, cosine 3e-3, scale 0.4-0.6 (the default) 0.76 / 0.64
+# - Batch 8 x 300 steps: the same pixels (so about the same FLOPs) as batch
+#   16 x 150, twice the updates; from random init the updates matter more.
+# - Scale 0.4-0.6: validation resizes zoo_shapes' 96 px images to the crop
+#   side (a scale of 0.42 at 40 px), so training at about that scale shows
+#   the shapes at the sizes validation sees, and a crop holds most of the
+#   image (0.5-1.0 zoomed in past them).
+# - One-cycle: a short warm-up lets a higher peak rate be used from random
+#   init; the cosine tail settles it, worth more than the steps it costs.
+# - Bigger crops cost more per step than they gain (64 px with the old 90
+#   steps gave 0.215); class weighting traded background and square IoU for
+#   little triangle gain; fewer steps left too little margin on the triangle
+#   (120 steps of batch 16: 0.43).
+DEMO_EPOCHS = 5
+DEMO_STEPS = 60
+DEMO_BATCH = 8
 DEMO_SIZE = 40
-DEMO_LR = 2e-3
-# Validation resizes zoo_shapes' 96 px images to the crop side (a scale of
-# 0.42 at 40 px); training crops drawn at up to 1x show shapes at the sizes
-# validation sees, where finetune's default (0.5, 2.0) mostly zooms in.
-DEMO_SCALE_RANGE = (0.5, 1.0)
-DEMO_VAL_SIZE = None
-DEMO_SCHEDULE = "poly"
-DEMO_CLASS_WEIGHTS = None
+DEMO_LR = 3e-3
+DEMO_SCALE_RANGE = (0.4, 0.6)
+# "cosine": use_cosine_schedule (10% linear warm-up from lr/10, cosine to 0);
+# zoo finetune keeps the family recipe's poly schedule.
+DEMO_SCHEDULE = "cosine"
 
 
 def format_timings(timings, total):
@@ -808,12 +786,10 @@ def demo(args):
         args.model = demo_model()
     _fill_defaults(args, epochs=DEMO_EPOCHS, batch_size=DEMO_BATCH, size=DEMO_SIZE,
                    steps_per_epoch=DEMO_STEPS, optimizer="adam", lr=DEMO_LR,
-                   scale_range=DEMO_SCALE_RANGE, val_size=DEMO_VAL_SIZE)
+                   scale_range=DEMO_SCALE_RANGE)
     args.data = "zoo_shapes"
     if getattr(args, "schedule", None) is None:
         args.schedule = DEMO_SCHEDULE
-    if getattr(args, "class_weights", None) is None and DEMO_CLASS_WEIGHTS is not None:
-        args.class_weights = list(DEMO_CLASS_WEIGHTS)
     start = "from random init"
     if args.weights is None:
         found = cached_start(args.model)
@@ -825,7 +801,7 @@ def demo(args):
     print(f"zoo demo: fine-tuning {args.model} on zoo_shapes {start}\n  {args.epochs} epochs x "
           f"{args.steps_per_epoch} steps, batch {args.batch_size}, {args.size}x{args.size}, "
           f"scale {args.scale_range[0]:g}-{args.scale_range[1]:g}, {args.optimizer} lr {args.lr:g} "
-          f"({args.schedule}), validation at {args.val_size or args.size} px, "
+          f"({args.schedule}), "
           f"{len(tf.config.list_physical_devices('GPU')) and 'GPU' or 'CPU'}")
     # The demo cannot resume (no --resume), so only the final weights are of
     # use: no per-epoch checkpoints and no .keras with Adam's slots (~200 MB
