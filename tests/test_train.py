@@ -5,6 +5,7 @@ and the finetune CLI end to end (with resume)."""
 import csv
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -341,9 +342,12 @@ def test_demo_learns(tmp_path, shapes_dir, capsys):
     out = capsys.readouterr().out
     line = [s for s in out.splitlines() if s.startswith("mIoU ")][-1]
     before, after = float(line.split()[1]), float(line.split()[3])
-    # Measured on 2 CPU cores with the demo's defaults (3 x 30 steps from
-    # random init): 0.115 -> 0.338; 4 x 25 steps gave 0.425. The spread across
-    # seeds and budgets is wide.
-    assert before < 0.3 and after > 0.25 and after - before > 0.15, line
+    # Issue 20's target for the demo's defaults (5 x 60 steps of batch 8 from
+    # random init): mIoU >= 0.6 with every class >= 0.4; seeds 0-2 measured
+    # 0.70-0.76 (benchmarks/bench_demo.py runs all three).
+    assert before < 0.3 and after >= 0.6, line
+    block = out.split("validation IoU per class after fine-tuning", 1)[1].split("\n\n")[0]
+    ious = [float(v) for v in re.findall(r"^  \S+\s+([\d.]+)$", block, re.M)]
+    assert len(ious) == 4 and min(ious) >= 0.4, block
     total, parts = _timings_line(out)
     assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)
