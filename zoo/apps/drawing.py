@@ -164,13 +164,16 @@ def draw_legend(width, entries, fnt=None, swatch=14, pad=6):
 
 
 def draw_title(width, text, fnt=None, pad=4):
-    """A white strip ``(h, width, 3)`` with ``text`` centred."""
+    """A white strip ``(h, width, 3)`` with ``text`` centred, wrapped to ``width``."""
     from PIL import Image, ImageDraw
 
     fnt = fnt or font()
-    h = text_size("Ag", fnt)[1] + 2 * pad
-    im = Image.new("RGB", (width, h), BACKGROUND)
-    ImageDraw.Draw(im).text((width // 2, h // 2), text, fill=INK, font=fnt, anchor="mm")
+    line_h = text_size("Ag", fnt)[1] + 2
+    lines = wrap(text, width - 2 * pad, fnt) or [""]
+    im = Image.new("RGB", (width, len(lines) * line_h + 2 * pad), BACKGROUND)
+    draw = ImageDraw.Draw(im)
+    for i, line in enumerate(lines):
+        draw.text((width // 2, pad + i * line_h + line_h // 2), line, fill=INK, font=fnt, anchor="mm")
     return np.asarray(im)
 
 
@@ -280,6 +283,12 @@ def colour_bar(width, low, high, label="", fnt=None, height=12, ticks=5, pad=6):
     im.paste(Image.fromarray(ramp), (x0, pad))
     draw = ImageDraw.Draw(im)
     draw.rectangle([x0 - 1, pad - 1, x0 + bar_w, pad + height], outline=(90, 90, 90))
+    # fewer ticks where their labels would run into each other
+    while ticks > 2:
+        labels = [f"{low + (high - low) * i / (ticks - 1):.3g}" for i in range(ticks)]
+        if sum(text_size(t, fnt)[0] + 8 for t in labels) * 1.5 <= bar_w:
+            break
+        ticks = 3 if ticks > 3 else 2
     for i in range(ticks):
         x = x0 + round(i * (bar_w - 1) / max(ticks - 1, 1))
         value = low + (high - low) * i / max(ticks - 1, 1)

@@ -110,7 +110,7 @@ def heatmap_demo(out_dir="zoo_demo", size=384):
     heat = result["heatmap"][0]
     cls = int(np.unravel_index(heat.argmax(), heat.shape)[-1])
     path = os.path.join(out_dir, "heatmap.png")
-    title = f"class {cls} (random VGG16 weights: no meaning) peak {heat[..., cls].max():.3g}"
+    title = f"class {cls}, peak {heat[..., cls].max():.3g} (random weights: the class means nothing)"
     write_png(path, heatmap_figure(demo.scene_image(size), heat[..., cls], title, "logit"))
     print(f"wrote {path} (class {cls})")
     return result
