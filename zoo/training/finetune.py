@@ -800,7 +800,7 @@ def demo(args):
     cache (:func:`cached_start`), else from random init, and says which.
     Prints the validation mIoU before and after, per-class IoU, the time
     taken with its breakdown by phase, and writes ``overlay.png``,
-    ``checkpoint.weights.h5`` (weights only: no optimizer slots, about 66 MB
+    ``checkpoint.weights.h5`` (weights only: no optimizer slots, about 64 MB
     for drn_d_22), ``state.json`` and ``log.csv`` in ``--out``. The model
     is validated once, after training.
 
