@@ -227,7 +227,8 @@ def test_finetune_cli_end_to_end_and_resume(tmp_path, shapes_dir, capsys):
     for f in (finetune.CHECKPOINT, finetune.WEIGHTS, finetune.LOG, finetune.OVERLAY, finetune.STATE):
         assert (tmp_path / f).is_file(), f
     png = tf.io.decode_png(tf.io.read_file(str(tmp_path / finetune.OVERLAY)))
-    assert png.shape[-1] == 3 and png.shape[1] == 3 * 32 + 4, png.shape
+    # image | truth | prediction, each 32 px crop drawn 5x (panels >= 160 px), 4 px gaps
+    assert png.shape[-1] == 3 and png.shape[1] == 3 * 160 + 2 * 4, png.shape
     assert json.load(open(tmp_path / finetune.STATE))["epoch"] == 1
     first = keras.models.load_model(str(tmp_path / finetune.CHECKPOINT))
     iterations = int(first.optimizer.iterations)
@@ -320,7 +321,7 @@ def test_demo_small_run_times_its_phases(tmp_path, shapes_dir, capsys, monkeypat
     assert not [w for w in caught if "shuffle" in str(w.message)], [str(w.message) for w in caught]
     out = capsys.readouterr().out
     assert "from random init" in out, out
-    assert "2 epochs x 1 steps, batch 2, 32x32, scale 0.5-1" in out, out
+    assert "2 epochs x 1 steps, batch 2, 32x32, scale 0.4-0.6" in out, out
     total, parts = _timings_line(out)
     # The phases partition the run (each printed to 0.1 s, the total to 1 s).
     assert abs(sum(parts.values()) - total) <= 0.05 * len(parts) + 0.5, (total, parts)
