@@ -192,11 +192,13 @@ def from_smp(arch, encoder_name, classes=1, weights=None, **smp_kwargs):
     rule = smp_torch_name(encoder_name)
     # Weights SMP keeps but never runs: the skipless last Unet block's
     # attention, the deleted classifier of a VGG encoder.
-    unused = ["decoder.blocks.*.attention1.*", "encoder.classifier.*", "encoder.fc", "encoder.fc.*"]
-    if kwargs["head"] == "unetplusplus":
-        unused += ["decoder.center.*"]
-    # SMP keeps the encoder stages past encoder_depth (never run).
     depth = kwargs["head_options"]["encoder_depth"]
+    unused = ["encoder.classifier.*", "encoder.fc", "encoder.fc.*"]
+    if kwargs["head"] == "unet":
+        unused += [f"decoder.blocks.{depth - 1}.attention1.*"]
+    if kwargs["head"] == "unetplusplus":
+        unused += ["decoder.center.*", f"decoder.blocks.x_0_{depth - 1}.attention1.*"]
+    # SMP keeps the encoder stages past encoder_depth (never run).
     if encoder_name.startswith("resnet"):
         unused += [f"encoder.layer{k}.*" for k in range(depth, 5)]
         unused += [f"encoder.layer{k}" for k in range(depth, 5)]

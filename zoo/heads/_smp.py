@@ -6,11 +6,12 @@ off it). Every weighted layer is named after SMP's module path with ``.`` as
 SMP ``state_dict`` loads by the name rule.
 
 Sizes: SMP runs on H, W divisible by ``2**encoder_depth``, where every
-level is exactly twice the next deeper one. The heads upsample by exact
-factors and then fit (crop, or zero-pad bottom/right) each map to the level
-it meets, so on divisible sizes every fit is the identity and the numbers
-are SMP's; on other sizes the levels of a floor- or ceil-mode backbone are
-aligned at their top-left corner and the logits are cropped to the input.
+level is exactly twice the next deeper one. The heads resize each map to
+the level it meets by ``F.interpolate(size=...)``'s rule, which at those
+exact factors is the ``scale_factor`` upsampling SMP runs (and at equal
+sizes the identity), so the numbers are SMP's; on other sizes the levels of
+a floor- or ceil-mode backbone are aligned that way and the logits are
+cropped (or zero-padded) to the input.
 """
 
 import keras
@@ -239,6 +240,44 @@ class PadToMultiple(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class GroupNorm(keras.layers.Layer):
+    """``nn.GroupNorm(groups, C)`` on NHWC maps (weights ``gamma``, ``beta``).
+
+    Written with ``keras.ops`` moments: TensorFlow's gradient of Keras's
+    ``GroupNormalization`` crashes the process on 1x1 maps (a small input
+    to FPN's deepest level), and the same arithmetic on every backend keeps
+    them in step.
+    """
+
+    def __init__(self, groups, epsilon=GN_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = int(groups)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: {channels} channels do not split into {self.groups} groups")
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+
+    def call(self, x):
+        shape = ops.shape(x)
+        c = x.shape[-1]
+        y = ops.reshape(x, (shape[0], shape[1], shape[2], self.groups, c // self.groups))
+        mean = ops.mean(y, axis=(1, 2, 4), keepdims=True)
+        var = ops.mean(ops.square(y - mean), axis=(1, 2, 4), keepdims=True)
+        y = ops.reshape((y - mean) / ops.sqrt(var + self.epsilon), shape)
+        return y * ops.cast(self.gamma, x.dtype) + ops.cast(self.beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class TorchConvTranspose2D(keras.layers.Conv2DTranspose):
     """``nn.ConvTranspose2d`` (its kernel ``(in, out, kh, kw)`` loads as
     Keras's ``(kh, kw, out, in)``); with ``padding="same"``, a 4x4 stride-2
@@ -249,9 +288,63 @@ class TorchConvTranspose2D(keras.layers.Conv2DTranspose):
         return array.transpose(2, 3, 1, 0)
 
 
-def fit(x, ref, name):
-    """Crops (or zero-pads bottom/right) ``x`` to ``ref``'s spatial size;
-    the identity wherever SMP runs."""
+@keras.saving.register_keras_serializable(package="zoo")
+class ResizeTo(keras.layers.Layer):
+    """Resizes ``x`` to ``ref``'s spatial size by ``F.interpolate(size=...)``'s
+    rule for ``mode`` (``"nearest"``: source ``floor(i * in / out)``;
+    ``"bilinear"``; ``"bilinear_corners"``). At an exact factor it is the
+    ``scale_factor`` upsampling SMP runs; at equal sizes the identity."""
+
+    def __init__(self, mode="nearest", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("nearest", "bilinear", "bilinear_corners"):
+            raise ValueError(f"resize mode must be nearest, bilinear or bilinear_corners; got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x, ref = inputs
+        if self.mode == "bilinear":
+            return _bilinear_to(x, ref)
+        if self.mode == "bilinear_corners":
+            return ResizeCorners().call([x, ref])
+        in_shape, out_shape = ops.shape(x), ops.shape(ref)
+        for axis in (1, 2):
+            n_in, n_out = in_shape[axis], out_shape[axis]
+            src = ops.floor(ops.cast(ops.arange(n_out), "float32") * (ops.cast(n_in, "float32")
+                                                                       / ops.cast(n_out, "float32")))
+            src = ops.minimum(ops.cast(src, "int32"), ops.cast(n_in, "int32") - 1)
+            x = ops.take(x, src, axis=axis)
+        return x
+
+    def compute_output_shape(self, input_shapes):
+        x, ref = input_shapes
+        return (x[0], ref[1], ref[2], x[3])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _bilinear_to(x, ref):
+    in_shape, out_shape = ops.shape(x), ops.shape(ref)
+    for axis in (1, 2):
+        lo, hi, frac = _half_pixel_taps(in_shape[axis], out_shape[axis], x.dtype)
+        frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+        a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+        x = a + (b - a) * frac
+    return x
+
+
+def fit(x, ref, name, mode="nearest"):
+    """``x`` resized to ``ref``'s spatial size (:class:`ResizeTo`): the
+    identity wherever SMP runs, an alignment on other sizes. (Not a crop and
+    zero pad: TensorFlow's oneDNN graph rewrites crash the process on the
+    gradient of such a pad feeding an add, seen on FPN over VGG16 at 40x40.)"""
+    return ResizeTo(mode, name=name)([x, ref])
+
+
+def crop(x, ref, name):
+    """Crops (or zero-pads bottom/right) ``x`` to ``ref``'s size: the logits
+    of a padded input back to the input."""
     return FitLike(0, name=name)([x, ref])
 
 
@@ -263,9 +356,10 @@ def up(x, factor, mode, name):
 
 
 def up_to(x, ref, factor, mode, name):
-    """Upsample by ``factor`` then fit to ``ref``: SMP's ``interpolate`` to
-    the next level's size."""
-    return fit(up(x, factor, mode, f"{name}_up"), ref, f"{name}_fit")
+    """SMP's x``factor`` upsampling to the next level (``ref``), as a resize
+    to its size (``factor`` is implied by the sizes)."""
+    del factor
+    return fit(x, ref, f"{name}_up", mode)
 
 
 def segmentation_head(x, inputs, classes, kernel=3, upsampling=1, name="segmentation_head"):
@@ -285,7 +379,7 @@ def segmentation_head(x, inputs, classes, kernel=3, upsampling=1, name="segmenta
     """
     x = conv2d(classes, kernel, padding="same" if kernel > 1 else "valid", name=f"{name}_0")(x)
     x = up(x, upsampling, "bilinear_corners", f"{name}_1")
-    return fit(x, inputs, "logits")
+    return crop(x, inputs, "logits")
 
 
 def stride_of(ctx, key):
@@ -305,6 +399,6 @@ def factor(src_stride, dst_stride):
     return max(1, int(src_stride) // int(dst_stride))
 
 
-__all__ = ["AdaptiveAvgPool", "PadToMultiple", "ResizeCorners", "ResizeLike", "Upsample",
-           "attention", "bn", "conv_relu", "factor", "fit", "levels_upto", "norm_kind",
+__all__ = ["AdaptiveAvgPool", "GroupNorm", "PadToMultiple", "ResizeCorners", "ResizeTo", "Upsample",
+           "attention", "bn", "conv_relu", "crop", "factor", "fit", "levels_upto", "norm_kind",
            "segmentation_head", "up", "up_to"]

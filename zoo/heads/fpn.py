@@ -40,7 +40,7 @@ def seg_block(x, filters, n_upsamples, name):
     for j in range(max(1, n_upsamples)):
         p = f"{name}_block_{j}_block"
         x = conv2d(filters, 3, padding="same", use_bias=False, name=f"{p}_0")(x)
-        x = layers.GroupNormalization(GROUPS, epsilon=_smp.GN_EPSILON, name=f"{p}_1")(x)
+        x = _smp.GroupNorm(GROUPS, epsilon=_smp.GN_EPSILON, name=f"{p}_1")(x)
         x = layers.ReLU(name=f"{p}_2")(x)
         if n_upsamples:
             x = _smp.up(x, 2, "bilinear_corners", f"{p}_up")

@@ -22,9 +22,10 @@ from zoo.heads.unet import DECODER_CHANNELS
 
 def node(x, skip, ref, filters, up_factor, use_norm, attention_type, interpolation, name):
     """One nested ``DecoderBlock``: upsample ``x`` to ``ref``, concat ``skip``, two conv-BN-ReLU."""
-    x = _smp.up(x, up_factor, interpolation, f"{name}_up")
     if ref is not None:
-        x = _smp.fit(x, ref, f"{name}_fit")
+        x = _smp.up_to(x, ref, up_factor, interpolation, name)
+    else:
+        x = _smp.up(x, up_factor, interpolation, f"{name}_up")
     if skip is not None:
         x = layers.Concatenate(name=f"{name}_cat")([x] + skip)
         x = _smp.attention(x, attention_type, f"{name}_attention1")
