@@ -79,7 +79,9 @@ def test_every_head_on_vgg16_two_sizes(arch, tmp_path):
 @pytest.mark.slow
 def test_non_default_arguments(tmp_path):
     _parity("Unet", "resnet18", tmp_path, decoder_attention_type="scse")
-    _parity("UnetPlusPlus", "resnet18", tmp_path, decoder_channels=(128, 64, 32, 16, 8))
+    _parity("UnetPlusPlus", "resnet18", tmp_path, decoder_attention_type="scse")
+    _parity("Unet", "resnet18", tmp_path, decoder_channels=(128, 64, 32, 16, 8),
+            decoder_interpolation="bilinear")
     _parity("FPN", "resnet18", tmp_path, decoder_merge_policy="cat", encoder_depth=4, upsampling=2)
     _parity("DeepLabV3Plus", "resnet18", tmp_path, encoder_output_stride=8)
     _parity("Linknet", "resnet18", tmp_path, decoder_use_norm=False)

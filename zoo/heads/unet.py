@@ -39,9 +39,9 @@ def decoder_block(x, skip, filters, up_factor, use_norm, attention_type, interpo
     if skip is not None:
         x = _smp.up_to(x, skip, up_factor, interpolation, name)
         x = layers.Concatenate(name=f"{name}_cat")([x, skip])
+        x = _smp.attention(x, attention_type, f"{name}_attention1")
     else:
         x = _smp.up(x, up_factor, interpolation, f"{name}_up")
-        x = _smp.attention(x, attention_type, f"{name}_attention1")
     x = _smp.conv_relu(x, filters, 3, f"{name}_conv1", use_norm)
     x = _smp.conv_relu(x, filters, 3, f"{name}_conv2", use_norm)
     return _smp.attention(x, attention_type, f"{name}_attention2")
