@@ -17,7 +17,7 @@ cropped (or zero-padded) to the input.
 import keras
 from keras import layers, ops
 
-from zoo.layers import FitLike, ResizeLike, _half_pixel_taps, conv2d
+from zoo.layers import FitLike, _half_pixel_taps, conv2d
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
