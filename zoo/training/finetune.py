@@ -461,15 +461,15 @@ def save_model_weights(model, path):
         model: a keras.Model.
         path: the file to write (``.weights.h5``).
     """
-    optimizer = getattr(model, "optimizer", None)
-    try:
-        from keras.src.saving import saving_lib
-    except ImportError:  # a Keras without the module: the whole state, optimizer included
-        saving_lib = None
-    if optimizer is None or saving_lib is None:
+    import keras
+
+    if getattr(model, "optimizer", None) is None:
         model.save_weights(path)
         return
-    saving_lib.save_weights_only(model, path, objects_to_skip=[optimizer])
+    # An uncompiled functional model over the same layers writes the same
+    # layer entries, and has no optimizer to write (public API only: no
+    # layer entries, and has no optimizer to write (public API only).
+    keras.Model(model.inputs, model.outputs, name=model.name).save_weights(path)
 
 
 class _CheckpointWriter:
