@@ -467,7 +467,6 @@ def save_model_weights(model, path):
         model.save_weights(path)
         return
     # An uncompiled functional model over the same layers writes the same
-    # layer entries, and has no optimizer to write (public API only: no
     # layer entries, and has no optimizer to write (public API only).
     keras.Model(model.inputs, model.outputs, name=model.name).save_weights(path)
 
