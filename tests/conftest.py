@@ -14,6 +14,22 @@ def pytest_configure(config):
 
 import pytest  # noqa: E402
 
+# The dearest tests start first, so that on the two pytest-xdist workers they
+# do not finish the run alone: the docs pages (one group, about a minute) and
+# `zoo demo heatmap` (a 500 MB VGG16 saved and reloaded).
+DEAREST_FIRST = (
+    "tests/test_docs.py::test_docs_python_blocks_run",
+    "tests/test_cli.py::test_demo_heatmap_reports_and_writes_png",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        return next((i for i, prefix in enumerate(DEAREST_FIRST) if item.nodeid.startswith(prefix)),
+                    len(DEAREST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
 from tests.tiny_models import register_tiny_models  # noqa: E402
 
 # Test-only tiny configs (``test_*``) join the registry before collection, so

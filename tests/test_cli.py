@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import zoo
 from zoo.cli import main
@@ -34,8 +35,8 @@ def test_unknown_model_is_a_clean_error(capsys):
     assert "valid names" in capsys.readouterr().err
 
 
-def test_convert_legacy_h5_to_weights_h5(tmp_path, vgg16_reference):
-    _, _, notop = vgg16_reference
+def test_convert_legacy_h5_to_weights_h5(tmp_path, vgg16_notop):
+    _, notop = vgg16_notop
     dst = str(tmp_path / "vgg16_features.weights.h5")
     assert main(["convert", notop, dst, "--model", "vgg16", "--mode", "features"]) == 0
     a = zoo.VGG16(weights=notop, mode="features")
@@ -52,14 +53,15 @@ def _write_png(path, height, width, seed=0):
     return path
 
 
-def test_heatmap_writes_png_and_names_the_class(tmp_path, vgg16_reference, capsys):
+@pytest.mark.xdist_group("vgg16_reference")
+def test_heatmap_writes_png_with_title_and_colour_bar_and_guesses_no_names(tmp_path, vgg16_reference, capsys):
     import re
 
     import tensorflow as tf
 
     from zoo.labels import load_labels
 
-    _, top, _ = vgg16_reference
+    _, top, _ = vgg16_reference  # keras.applications' layout, with its 1000-class top
     path = _write_png(str(tmp_path / "img.png"), 256, 288)
     out = str(tmp_path / "heat.png")
     assert main(["heatmap", path, "--model", "vgg16", "--weights", top, "--out", out]) == 0

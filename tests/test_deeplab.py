@@ -25,6 +25,10 @@ from tests.support.helpers import SEGMENTATION, assert_close, normal, save_torch
 torch = pytest.importorskip("torch")
 from tests.support import resnet_torch_ref as tref  # noqa: E402
 
+# Module-scoped reference models and files are built once: one pytest-xdist
+# worker runs this file (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("deeplab")
+
 CLASSES = 21
 
 

@@ -326,6 +326,10 @@ def docs_runs(request, tmp_path_factory):
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+# One pytest-xdist worker runs every page (``--dist loadgroup``): the module
+# fixture starts all the selected pages at once, so two workers would each
+# run them all.
+@pytest.mark.xdist_group("docs")
 @pytest.mark.parametrize("rel", RUN_FILES)
 def test_docs_python_blocks_run(rel, docs_runs):
     rc, output = docs_runs[rel].result()

@@ -14,6 +14,10 @@ from zoo.analysis.flops import count_flops
 from zoo.weights.readers.errors import CheckpointError
 from zoo.models import inception
 
+# Module-scoped reference models and files are built once: one pytest-xdist
+# worker runs this file (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("inception")
+
 # Feature maps grow with depth: 1e-4 of their largest value (and 1e-4 absolute).
 FEATURES = {"rtol": 1e-4, "atol": 1e-4}
 

@@ -13,6 +13,10 @@ from tests.support.helpers import (REFERENCE, assert_close, images, nchw, nhwc, 
                                    save_torch, torch_forward, torch_kernel)
 from zoo.weights.readers.errors import CheckpointError
 
+# Module-scoped reference models and files are built once: one pytest-xdist
+# worker runs this file (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("resnet")
+
 H, W = PARITY_SIZE
 
 

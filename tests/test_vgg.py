@@ -19,6 +19,7 @@ def _images(n, h, w, seed=0):
     return images(n, h, w, seed, preprocess=keras.applications.vgg16.preprocess_input)
 
 
+@pytest.mark.xdist_group("vgg16_reference")
 def test_classify_matches_keras_applications(vgg16_reference):
     ref, top, _ = vgg16_reference
     x = _images(2, *CLASSIFY_SIZE)
@@ -146,6 +147,7 @@ def test_vgg19_matches_keras_applications(tmp_path):
 FCN_SIZES = [(37, 53), (64, 64), (101, 75)]
 
 
+@pytest.mark.xdist_group("vgg16_reference")
 def test_fcn8s_loads_vgg16_imagenet_layout_at_any_size(vgg16_reference):
     ref, top, _ = vgg16_reference
     model = zoo.FCN8s(weights=top, classes=4)
