@@ -185,6 +185,27 @@ def _half_pixel_taps(in_size, out_size, dtype):
     return lo, hi, frac
 
 
+def separable_resize(x, size, taps=_half_pixel_taps):
+    """``x`` (N, H, W, C) linearly resized to ``size`` by two separable gathers.
+
+    Args:
+        x: a 4-D tensor.
+        size: ``(out_h, out_w)``, concrete or symbolic.
+        taps: ``taps(in_size, out_size, dtype) -> (lo, hi, frac)``, the
+            sampling rule (default: half-pixel centres, :func:`_half_pixel_taps`).
+
+    Returns:
+        The resized tensor.
+    """
+    in_shape = ops.shape(x)
+    for axis, out_size in zip((1, 2), size):
+        lo, hi, frac = taps(in_shape[axis], out_size, x.dtype)
+        frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+        a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+        x = a + (b - a) * frac
+    return x
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class ResizeLike(keras.layers.Layer):
     """Bilinear resize of ``x`` to the spatial size of ``ref``.
@@ -198,13 +219,8 @@ class ResizeLike(keras.layers.Layer):
 
     def call(self, inputs):
         x, ref = inputs
-        in_shape, out_shape = ops.shape(x), ops.shape(ref)
-        for axis in (1, 2):
-            lo, hi, frac = _half_pixel_taps(in_shape[axis], out_shape[axis], x.dtype)
-            frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-            a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
-            x = a + (b - a) * frac
-        return x
+        out_shape = ops.shape(ref)
+        return separable_resize(x, (out_shape[1], out_shape[2]))
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes

@@ -17,7 +17,7 @@ cropped (or zero-padded) to the input.
 import keras
 from keras import layers, ops
 
-from zoo.layers import FitLike, _half_pixel_taps, conv2d
+from zoo.layers import FitLike, _half_pixel_taps, conv2d, separable_resize
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
@@ -142,12 +142,7 @@ class Upsample(keras.layers.Layer):
             return ops.repeat(ops.repeat(x, f, axis=1), f, axis=2)
         shape = ops.shape(x)
         taps = _corner_taps if self.mode == "bilinear_corners" else _half_pixel_taps
-        for axis in (1, 2):
-            lo, hi, frac = taps(shape[axis], shape[axis] * f, x.dtype)
-            frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-            a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
-            x = a + (b - a) * frac
-        return x
+        return separable_resize(x, (shape[1] * f, shape[2] * f), taps)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -165,13 +160,8 @@ class ResizeCorners(keras.layers.Layer):
 
     def call(self, inputs):
         x, ref = inputs
-        in_shape, out_shape = ops.shape(x), ops.shape(ref)
-        for axis in (1, 2):
-            lo, hi, frac = _corner_taps(in_shape[axis], out_shape[axis], x.dtype)
-            frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-            a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
-            x = a + (b - a) * frac
-        return x
+        out_shape = ops.shape(ref)
+        return separable_resize(x, (out_shape[1], out_shape[2]), _corner_taps)
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes
@@ -325,13 +315,8 @@ class ResizeTo(keras.layers.Layer):
 
 
 def _bilinear_to(x, ref):
-    in_shape, out_shape = ops.shape(x), ops.shape(ref)
-    for axis in (1, 2):
-        lo, hi, frac = _half_pixel_taps(in_shape[axis], out_shape[axis], x.dtype)
-        frac = ops.reshape(frac, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-        a, b = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
-        x = a + (b - a) * frac
-    return x
+    out_shape = ops.shape(ref)
+    return separable_resize(x, (out_shape[1], out_shape[2]))
 
 
 def fit(x, ref, name, mode="nearest"):
