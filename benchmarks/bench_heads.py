@@ -4,10 +4,20 @@ Cases ``heads_<backbone>_<head>``: ``mode="dense"`` on resnet50 and drn_d_22
 at 512x512, batch 1, 21 classes, random weights, compiled with
 ``tf.function``. Each row has the whole model's ``params`` and ``flops``
 (analytic MACs, ``zoo.analysis.flops``), the head's share (``head_params``,
-``head_flops``: the model's minus the features-mode backbone's at the same
-output stride) and ``median_s``. Heads that need levels a backbone lacks at
-its output stride are built at the stride they need (FCN skips: 32;
-DRNSeg: 8), shown in ``output_stride``.
+``head_flops``: the layers the features-mode backbone at the same output
+stride does not have) and ``median_s``.
+
+Output stride: each head is built at the stride it is made for. The
+segmentation_models_pytorch (SMP) heads (unet, unetplusplus, fpn, pspnet,
+deeplabv3plus, linknet, manet, upernet) take SMP's default, read from
+``zoo.smp.ARCHS`` (32; deeplabv3plus 16); the FCN skip heads need 32 and
+DRNSeg 8; the other heads 8. drn_d_22 is built at output stride 8 only: the
+heads that read whatever levels exist (``needs=("last",)`` in the head
+registry, every SMP head) run there at 8 and the row's ``note`` says so (their
+deepest level is then DRN's last stage, at stride 8); the FCN skip heads need
+P4/P5, which DRN does not have, and are left out on it. PSPNet reads levels
+up to stride 8 only (SMP's ``encoder_depth=3``), so at output stride 32 its
+model stops after ResNet's layer2, as SMP's does.
 
 ``BENCH_HEADS_SIZE`` overrides the input side (a smoke run uses 64).
 """
@@ -17,36 +27,70 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
+
 import zoo  # noqa: E402
 from common import compiled_call, random_images, timeit  # noqa: E402
 from zoo.analysis.flops import count_flops  # noqa: E402
-from zoo.heads import list_heads  # noqa: E402
 from zoo.analysis.info import count_parameters  # noqa: E402
+from zoo.heads import get_head, list_heads  # noqa: E402
+from zoo.smp import ARCHS  # noqa: E402
 
 BACKBONES = ("resnet50", "drn_d_22")
+# Heads outside zoo.smp.ARCHS whose levels fix the stride; the rest use 8.
 HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
+SMP_OUTPUT_STRIDE = {head: stride for head, _, stride in ARCHS.values()}
 CLASSES = 21
+
+
+def _learned_params(layers):
+    # count_parameters' rule per layer: BatchNorm's moving statistics are buffers.
+    n = 0
+    for layer in layers:
+        n += layer.count_params()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n -= 2 * int(layer.moving_mean.shape[0])
+    return n
+
+
+def _output_stride(spec, head):
+    """``(stride, note)`` for ``head`` on the backbone ``spec``, or ``(None, None)``."""
+    want = HEAD_OUTPUT_STRIDE.get(head, SMP_OUTPUT_STRIDE.get(head, 8))
+    if want in spec.output_strides:
+        return want, None
+    if get_head(head).needs != ("last",):
+        return None, None  # fixed levels (P4, P5) the backbone does not have
+    stride = spec.resolve_output_stride("dense")
+    return stride, (f"{spec.name} builds output stride {'/'.join(map(str, spec.output_strides))} only; "
+                    f"{head} is made for {want}")
 
 
 def _case(backbone, head, size, args):
     from zoo.assembler import backbone_spec
 
-    spec = backbone_spec(backbone)
-    stride = HEAD_OUTPUT_STRIDE.get(head, 8)
-    if stride not in spec.output_strides:
+    stride, note = _output_stride(backbone_spec(backbone), head)
+    if stride is None:
         return None
     shape = (size, size, 3)
     model = zoo.create_model(backbone, mode="dense", head=head, classes=CLASSES,
                              output_stride=stride, input_shape=shape)
     base = zoo.create_model(backbone, mode="features", output_stride=stride, input_shape=shape)
-    flops, base_flops = count_flops(model), count_flops(base)
-    params, base_params = count_parameters(model), count_parameters(base)
+    # The head is every layer the backbone does not have. (Subtracting the
+    # whole backbone would be wrong where a head stops early: PSPNet.)
+    body = {layer.name for layer in base.layers}
+    flops, per_layer = count_flops(model, per_layer=True)
+    head_layers = [layer for layer in model.layers if layer.name not in body]
     fn = compiled_call(model)
     x = random_images(1, size, size)
     t = timeit(lambda: fn(x), warmup=args.warmup, repeat=args.repeat)
-    return {"case": f"heads_{backbone}_{head}", "output_stride": stride, "params": params,
-            "head_params": params - base_params, "flops": int(flops),
-            "head_flops": int(flops - base_flops), **t}
+    row = {"case": f"heads_{backbone}_{head}", "output_stride": stride, "params": count_parameters(model),
+           "head_params": _learned_params(head_layers), "flops": int(flops),
+           "head_flops": int(sum(per_layer.get(layer.name, 0) for layer in head_layers)), **t}
+    if note:
+        row["note"] = note
+    del model, base
+    keras.backend.clear_session()
+    return row
 
 
 def run(args):
