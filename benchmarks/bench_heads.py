@@ -37,8 +37,8 @@ from zoo.heads import get_head, list_heads  # noqa: E402
 from zoo.smp import ARCHS  # noqa: E402
 
 BACKBONES = ("resnet50", "drn_d_22")
-# Heads outside zoo.smp.ARCHS whose levels fix the stride; the rest use 8.
-HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
+# The SMP heads at SMP's own default stride; a head that fixes its stride
+# says so in the registry (HeadSpec.output_stride); the rest use 8.
 SMP_OUTPUT_STRIDE = {head: stride for head, _, stride in ARCHS.values()}
 CLASSES = 21
 
@@ -55,7 +55,7 @@ def _learned_params(layers):
 
 def _output_stride(spec, head):
     """``(stride, note)`` for ``head`` on the backbone ``spec``, or ``(None, None)``."""
-    want = HEAD_OUTPUT_STRIDE.get(head, SMP_OUTPUT_STRIDE.get(head, 8))
+    want = get_head(head).output_stride or SMP_OUTPUT_STRIDE.get(head, 8)
     if want in spec.output_strides:
         return want, None
     if get_head(head).needs != ("last",):

@@ -72,3 +72,21 @@ def min_side(name, mode, output_stride=None):
     from zoo.assembler import min_input_table
 
     return min_input_table(name, output_stride)[mode]
+
+
+# ------------------------------------------------------------------ heads
+
+def head_cases(backbones):
+    """``(backbone, head, output_stride)`` for every head that runs on each
+    backbone: the stride is the head's own requirement (``HeadSpec.
+    output_stride``, None = the backbone's default), and a head whose stride
+    the backbone cannot reach is left out (nothing is built)."""
+    from zoo.assembler import backbone_spec
+    from zoo.heads import get_head, list_heads
+
+    for backbone in backbones:
+        strides = backbone_spec(backbone).output_strides
+        for head in list_heads():
+            stride = get_head(head).output_stride
+            if stride is None or stride in strides:
+                yield backbone, head, stride

@@ -51,7 +51,10 @@ def _cases():
                 if backend == "torch" and name not in TORCH:
                     continue
                 group = "light" if name == LIGHT_RESNET or (name, mode) in LIGHT_CASES else "heavy"
-                marks = [pytest.mark.backends] + ([] if group == "light" else [pytest.mark.slow])
+                # One xdist worker per backend: its subprocess runs every
+                # selected case of the group once.
+                marks = [pytest.mark.backends, pytest.mark.xdist_group(f"backend-{backend}")]
+                marks += [] if group == "light" else [pytest.mark.slow]
                 yield pytest.param(name, mode, backend, group, marks=marks,
                                    id=f"{name}-{mode}-{backend}")
 
@@ -81,11 +84,14 @@ def _reference(folder, name, mode):
     return _REFERENCE[name, mode]
 
 
-def _results(folder, group, backend):
-    """Runs every case of ``group`` on ``backend`` in one subprocess."""
+def _results(session, folder, group, backend):
+    """Runs every selected case of ``group`` on ``backend`` in one subprocess
+    (``-k`` may select a few: the others are not run)."""
     if (group, backend) not in _RESULTS:
-        wanted = [(c.values[0], c.values[1]) for c in CASES
-                  if c.values[2] == backend and c.values[3] == group]
+        chosen = [item.callspec.params for item in session.items
+                  if getattr(item, "originalname", None) == "test_same_outputs_on_every_backend"]
+        wanted = [(p["name"], p["mode"]) for p in chosen
+                  if p["backend"] == backend and p["group"] == group]
         jobs = []
         for name, mode in wanted:
             job = dict(_reference(folder, name, mode)[0])
@@ -114,8 +120,8 @@ def folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name,mode,backend,group", CASES)
-def test_same_outputs_on_every_backend(folder, name, mode, backend, group):
-    got = _results(folder, group, backend)[name, mode]
+def test_same_outputs_on_every_backend(request, folder, name, mode, backend, group):
+    got = _results(request.session, folder, group, backend)[name, mode]
     if isinstance(got, str):
         pytest.fail(f"{name} {mode} on {backend}:\n{got[-3000:]}")
     want = _reference(folder, name, mode)[1]

@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.assembler import backbone_spec
-from zoo.heads import list_heads
+from tests.cases import head_cases
+from tests.support.helpers import backbone_layers
 from zoo.training import train
 
-HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
 SIZE = 40  # every head's minimum on these backbones at their output strides
 
 
 def _cases():
-    for name in ("resnet18", "vgg16", "drn_d_22"):
-        spec = backbone_spec(name)
-        for head in list_heads():
-            stride = HEAD_OUTPUT_STRIDE.get(head)
-            if stride is not None and stride not in spec.output_strides:
-                continue
-            yield pytest.param(name, head, stride, id=f"{name}-{head}")
+    for name, head, stride in head_cases(("resnet18", "vgg16", "drn_d_22")):
+        yield pytest.param(name, head, stride, id=f"{name}-{head}")
 
 
 # A train step per head and backbone: CI's train step runs these.
@@ -36,9 +30,7 @@ def test_prepare_freeze_backbone_trains_only_the_head(name, head, stride):
     head_layers = set(model.zoo["head_layers"])
     assert model.zoo["head"] == head and head_layers
     # Independent of the record: the head is what the features model lacks.
-    features = {l.name for l in zoo.create_model(name, mode="features", **kwargs).layers
-                if l.weights}
-    assert head_layers == {l.name for l in model.layers if l.weights} - features
+    assert head_layers == {l.name for l in model.layers if l.weights} - backbone_layers(name, stride)
     trainable = {v.path.split("/")[0] for v in model.trainable_weights}
     assert trainable and trainable <= head_layers, sorted(trainable - head_layers)[:5]
     weighted = [l for l in model.layers if l.weights]

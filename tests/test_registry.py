@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.cases import head_cases
+from tests.support.helpers import backbone_layers
 from tests.tiny_models import TINY_NAMES
 from zoo.assembler import backbone_spec, min_input_table
-from zoo.heads import list_heads
 from zoo.registry import get_entry
 
 CLASSES = 7
-# Heads that need particular levels: FCN skips read P5/P4/P3 (output stride
-# 32); DRNSeg's x8 up needs the last level at stride 8.
-HEAD_OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 32, "fcn8s": 32, "drnseg": 8}
 
 
 def _size(name, mode, odd=(5, 9)):
@@ -68,9 +66,8 @@ def test_every_mode_shapes_record_and_keras_round_trip(name, mode, tmp_path):
     assert record["model"] == name and record["mode"] == mode
     assert record["head"] == (backbone_spec(name).default_head if mode == "dense" else None)
     # The head record is what the backbone's own features model lacks.
-    features = {l.name for l in zoo.create_model(name, mode="features").layers if l.weights}
     weighted = {l.name for l in model.layers if l.weights}
-    assert set(record["head_layers"]) == weighted - features
+    assert set(record["head_layers"]) == weighted - backbone_layers(name)
     assert bool(record["head_layers"]) == (mode != "features")
     path = str(tmp_path / "m.keras")
     model.save(path)
@@ -124,18 +121,8 @@ def test_model_info_counts_match_the_built_model():
 # ------------------------------------------------------- heads x backbones
 
 
-def _head_cases(backbones):
-    for backbone in backbones:
-        spec = backbone_spec(backbone)
-        for head in list_heads():
-            stride = HEAD_OUTPUT_STRIDE.get(head)
-            if stride is not None and stride not in spec.output_strides:
-                continue
-            yield backbone, head, stride
-
-
 @pytest.mark.parametrize("backbone,head,stride", [
-    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in _head_cases(TINY_NAMES)])
+    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in head_cases(TINY_NAMES)])
 def test_every_head_on_every_backbone(backbone, head, stride):
     kwargs = {"output_stride": stride} if stride else {}
     model = zoo.create_model(backbone, mode="dense", head=head, classes=CLASSES, **kwargs)
@@ -143,9 +130,8 @@ def test_every_head_on_every_backbone(backbone, head, stride):
     y = model(_x(size, batch=1))
     assert tuple(y.shape) == (1, *size, CLASSES)
     assert model.zoo["head"] == head
-    features = {l.name for l in zoo.create_model(backbone, mode="features", **kwargs).layers
-                if l.weights}
-    assert set(model.zoo["head_layers"]) == {l.name for l in model.layers if l.weights} - features
+    assert set(model.zoo["head_layers"]) == ({l.name for l in model.layers if l.weights}
+                                             - backbone_layers(backbone, stride))
 
 
 # The published models in the heads table: the Inception families have no
@@ -155,7 +141,7 @@ PUBLISHED_HEAD_BACKBONES = ("googlenet", "inception_v3")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone,head,stride", [
-    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in _head_cases(
+    pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in head_cases(
         ("resnet18", "resnet50", "drn_d_22", "drn_c_26", "drn_a_18", "vgg16")
         + PUBLISHED_HEAD_BACKBONES)])
 def test_every_head_on_every_published_backbone(backbone, head, stride):

@@ -19,6 +19,8 @@ meaningless where outputs cross zero):
   ASPP's image pooling add their own rounding, so 1e-4 of the largest value.
 """
 
+import functools
+
 import h5py
 import numpy as np
 
@@ -289,3 +291,14 @@ def write_png(path, array, mode=None, palette=None):
     if palette is not None:
         image.putpalette(palette)
     image.save(str(path))
+
+
+@functools.lru_cache(maxsize=None)
+def backbone_layers(name, output_stride=None):
+    """Names of the weighted layers of ``name``'s features-mode model (built
+    once per name and stride): what a head record must *not* contain."""
+    import zoo
+
+    kwargs = {"output_stride": output_stride} if output_stride else {}
+    model = zoo.create_model(name, mode="features", **kwargs)
+    return frozenset(layer.name for layer in model.layers if layer.weights)

@@ -12,7 +12,7 @@ level is the deepest of them.
 """
 
 import dataclasses
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 _HEADS = {}
 
@@ -38,6 +38,10 @@ class HeadSpec:
             ``model.zoo["head_layers"]``.)
         options: names of extra keyword options the head accepts (e.g.
             ``("aux_head",)``).
+        output_stride: the backbone output stride the head must be built
+            at (the FCN skip heads read P5: 32; DRNSeg's fixed x8 up: 8), or
+            None when any stride works. Tables and benchmarks that put every
+            head on a backbone read it here.
     """
 
     name: str
@@ -45,13 +49,14 @@ class HeadSpec:
     needs: Tuple[str, ...]
     layers: Tuple[str, ...]
     options: Tuple[str, ...] = ()
+    output_stride: Optional[int] = None
 
 
-def register_head(name, build, needs, layers, options=()):
+def register_head(name, build, needs, layers, options=(), output_stride=None):
     """Adds a head to the registry; returns ``build`` so it can decorate."""
     if name in _HEADS:
         raise ValueError(f"head {name!r} is already registered")
-    _HEADS[name] = HeadSpec(name, build, tuple(needs), tuple(layers), tuple(options))
+    _HEADS[name] = HeadSpec(name, build, tuple(needs), tuple(layers), tuple(options), output_stride)
     return build
 
 

@@ -22,4 +22,4 @@ def drnseg_head(pyramid, inputs, classes, ctx):
     return CropLike(0, name="crop")([x, inputs])
 
 
-register_head("drnseg", drnseg_head, needs=("last",), layers=("seg", "up"))
+register_head("drnseg", drnseg_head, needs=("last",), layers=("seg", "up"), output_stride=8)

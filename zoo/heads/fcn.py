@@ -98,4 +98,4 @@ register_head("fcn", fcn_head, needs=("last",), layers=("classifier_*", "aux_cla
               options=("aux_head",))
 for _kind, _spec in CAFFE_FCN.items():
     register_head(_kind, caffe_fcn(_kind), needs=("P5",) + _spec["skips"],
-                  layers=("score_fr", "score_pool*", "upscore*"))
+                  layers=("score_fr", "score_pool*", "upscore*"), output_stride=32)
