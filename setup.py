@@ -31,7 +31,10 @@ setup(
         "hf": ["huggingface_hub"],
         # converters for `zoo export` (SavedModel and LiteRT need only TensorFlow)
         "export": ["tf2onnx>=1.17", "onnx"],
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
+        # pytest < 9: pytest 9 reads Node.nodeid from _id, so pytest-xdist
+        # 3.8's --dist loadgroup (which renames _nodeid) no longer groups, and
+        # every xdist_group's module fixtures and docs pages ran on both workers.
+        "test": ["pytest>=8,<9", "pytest-xdist", "torch==2.13.0", "jax", "hypothesis", "onnxruntime", "ai-edge-litert",
                  "tf2onnx>=1.17", "onnx",
                  # the SMP parity reference; torchvision 0.28.0 pairs with torch 2.13.0 (CONTRIBUTING.md,
                  # "Running SMP in tests")
