@@ -63,6 +63,26 @@ def test_record_survives_keras_saving_and_freeze_reads_it(tmp_path):
     assert all(not loaded.get_layer(n).trainable for n in frozen)
 
 
+def test_clone_model_keeps_the_record_and_keras_clone_does_not():
+    model = zoo.create_model("test_resnet", mode="dense", head="fpn", classes=3)
+    plain = keras.models.clone_model(model)
+    assert not plain.zoo  # what zoo.clone_model is for
+    with pytest.raises(ValueError, match="no zoo head record"):
+        train.freeze_layers(plain, "backbone")
+    twin = zoo.clone_model(model)
+    assert twin.zoo == model.zoo and twin.zoo is not model.zoo
+    frozen = set(train.freeze_layers(twin, "backbone"))
+    assert frozen and not frozen & set(twin.zoo["head_layers"])
+
+    def rename(layer):
+        config = layer.get_config()
+        config["name"] = "copy_" + config["name"]
+        return layer.__class__.from_config(config)
+
+    with pytest.raises(ValueError, match="has no layer .* of its head record"):
+        zoo.clone_model(model, clone_function=rename)
+
+
 def test_a_plain_keras_model_has_no_head_record():
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
     with pytest.raises(ValueError, match="no zoo head record"):

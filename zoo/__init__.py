@@ -9,6 +9,7 @@ outputs for segmentation."""
 from zoo import assembler, heads, layers, preprocessing  # noqa: F401
 from zoo import registry as _registry
 from zoo.analysis.info import model_info
+from zoo.assembler import clone_model
 from zoo.apps.evaluate import evaluate
 from zoo.apps.predictor import Predictor
 from zoo.labels import class_names, decode_predictions
@@ -41,7 +42,7 @@ def custom_objects():
 
 
 __all__ = [
-    "list_models", "create_model", "model_info", "load_weights",
+    "list_models", "create_model", "model_info", "load_weights", "clone_model",
     "class_names", "decode_predictions", "Predictor", "evaluate", "custom_objects",
     *sorted(_BUILDERS),
 ]

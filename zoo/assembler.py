@@ -385,6 +385,42 @@ def head_record(model):
     return getattr(model, "zoo", None) or None
 
 
+def clone_model(model, **kwargs):
+    """``keras.models.clone_model`` that keeps the zoo's head record.
+
+    Keras rebuilds a functional subclass as ``cls(inputs, outputs,
+    name=...)``, so its clone has an empty ``model.zoo`` and
+    ``freeze="backbone"`` then refuses it. The clone keeps every layer's
+    name (unless ``clone_function`` renames them), so the record still
+    describes it.
+
+    Args:
+        model: a model the zoo built (or any Keras model: then this is
+            ``keras.models.clone_model``).
+        **kwargs: passed to ``keras.models.clone_model`` (``input_tensors``,
+            ``clone_function``, ...).
+
+    Returns:
+        The clone, with fresh weights as Keras makes them, and a copy of
+        ``model.zoo``.
+
+    Raises:
+        ValueError: the clone lacks a layer the record names as the head's
+            (a ``clone_function`` renamed it): the record would be wrong.
+    """
+    clone = keras.models.clone_model(model, **kwargs)
+    record = head_record(model)
+    if record is None:
+        return clone
+    names = {layer.name for layer in clone.layers}
+    missing = [name for name in record.get("head_layers", ()) if name not in names]
+    if missing:
+        raise ValueError(f"the clone of {model.name!r} has no layer {missing[0]!r} of its head record "
+                         f"(renamed by clone_function?); the record cannot describe it")
+    clone.zoo = dict(record)
+    return clone
+
+
 def _weighted_names(model):
     return [l.name for l in model.layers if l.weights]
 

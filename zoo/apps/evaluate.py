@@ -276,13 +276,9 @@ def _folder_samples(root, class_names, class_map):
 def _tfds_classification(data, data_dir, classes, download=False):
     """``(dataset of (image, label) numpy pairs, count)`` of a prepared TFDS
     classification set, labels as the model's class indices."""
-    import tensorflow_datasets as tfds
+    from zoo.training.data import tfds_split
 
-    from zoo.training.data import _as_dataset, _prepare
-
-    builder = tfds.builder(data, data_dir=data_dir)
-    _prepare(builder, download)
-    ds = _as_dataset(builder, "validation", False)
+    builder, ds = tfds_split(data, "validation", data_dir, download)
     names = builder.info.features["label"].names
     if data == "imagenet2012" or classes == len(names):
         lut = np.arange(len(names))

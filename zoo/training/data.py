@@ -395,6 +395,30 @@ def _as_dataset(builder, split, shuffle_files):
         ) from None
 
 
+def tfds_split(name, split, data_dir=None, download=False, manual_dir=None, shuffle_files=False):
+    """One split of a TFDS dataset, prepared first when allowed.
+
+    Args:
+        name: the TFDS name (``"oxford_iiit_pet"``, ``"imagenette"``, ...).
+        split: the TFDS split string.
+        data_dir: TFDS data folder (default ``~/tensorflow_datasets``).
+        download: let TFDS download and prepare it when it is not prepared.
+        manual_dir: the manual-download folder (Cityscapes' zips).
+        shuffle_files: passed to TFDS.
+
+    Returns:
+        ``(builder, dataset)``: the builder (its ``info`` holds the features
+        and split sizes) and the split as a ``tf.data.Dataset``.
+
+    Raises:
+        FileNotFoundError: the dataset is not prepared and ``download`` is
+            False; the message says how to prepare it.
+    """
+    builder = tfds.builder(name, data_dir=data_dir)
+    _prepare(builder, download, manual_dir)
+    return builder, _as_dataset(builder, split, shuffle_files)
+
+
 def load(name, split="train", data_dir=None, download=False, manual_dir=None, shuffle_files=False):
     """Loads a segmentation source as uint8 image/mask examples.
 
@@ -456,9 +480,7 @@ def load(name, split="train", data_dir=None, download=False, manual_dir=None, sh
         )
     tfds_name, image_key, mask_key, mask_map, num, names, train, val = TFDS_SOURCES[name]
     split = {"train": train, "validation": val}.get(split, split)
-    builder = tfds.builder(tfds_name, data_dir=data_dir)
-    _prepare(builder, download, manual_dir)
-    ds = _as_dataset(builder, split, shuffle_files)
+    _, ds = tfds_split(tfds_name, split, data_dir, download, manual_dir, shuffle_files)
     ds = ds.map(_to_example(image_key, mask_key, mask_map), num_parallel_calls=tf.data.AUTOTUNE)
     return Source(ds, num, tuple(names) if names else tuple(f"class_{i}" for i in range(num)))
 
