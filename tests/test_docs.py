@@ -222,9 +222,15 @@ print(f"docs-test: all blocks ran [{time.perf_counter() - start:.1f} s]", flush=
 """
 
 
+# The environment as this module was imported, in pytest's main thread: the
+# pages run in threads while pytest sets and unsets PYTEST_CURRENT_TEST, and
+# copying os.environ while another thread deletes a key raises KeyError.
+_ENVIRON = dict(os.environ)
+
+
 def _python(script, args, cwd, weights_dir, keras_home, tfds_dir):
     """Runs ``script`` in a fresh interpreter on the TensorFlow backend; returns (rc, output)."""
-    env = dict(os.environ)
+    env = dict(_ENVIRON)
     env.pop("KERAS_BACKEND", None)
     env.update(
         TF_CPP_MIN_LOG_LEVEL="2",
