@@ -30,11 +30,16 @@ def pytest_collection_modifyitems(config, items):
 
     items.sort(key=rank)  # stable: the rest keep their order
 
-from tests.tiny_models import register_tiny_models  # noqa: E402
 
-# Test-only tiny configs (``test_*``) join the registry before collection, so
-# the registry-wide tables parametrise over them.
-register_tiny_models()
+
+def pytest_collection(session):
+    # Test-only tiny configs (``test_*``) join the registry before the test
+    # modules are imported, so the registry-wide tables parametrise over
+    # them. In this hook rather than at import: under pytest-xdist the
+    # controller collects nothing and so never imports Keras.
+    from tests.tiny_models import register_tiny_models
+
+    register_tiny_models()
 
 
 @pytest.fixture(scope="session")
