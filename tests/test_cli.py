@@ -99,6 +99,9 @@ def test_python_dash_m_runs():
     assert lines[0].split()[0] == "NAME" and [line.split()[0] for line in lines[1:]] == ["vgg16", "vgg19"]
 
 
+# An end-to-end demo run (three VGG16 builds and a 500 MB file): CI's train
+# step, beside the segmentation demo's phases.
+@pytest.mark.train
 def test_demo_heatmap_reports_and_writes_png(tmp_path, capsys):
     # 224: the smallest scene (one window); the command, not the speedup
     assert main(["demo", "heatmap", "--heatmap-size", "224", "--out", str(tmp_path)]) == 0
