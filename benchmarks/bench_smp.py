@@ -145,11 +145,6 @@ def run(args):
 
 
 if __name__ == "__main__":
-    import argparse
+    from run import run_standalone
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    from run import print_table
-
-    print_table(run(p.parse_args()))
+    run_standalone(run)

@@ -41,11 +41,21 @@ def print_table(rows):
         print("  ".join(_fmt(r.get(k, "")).ljust(widths[k]) for k in keys))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", default="", help="substring of the bench module names to run")
+def _timing_args(p):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    return p
+
+
+def run_standalone(run, argv=None):
+    """``python benchmarks/bench_X.py [--repeat N] [--warmup N]``: one module's
+    ``run(args)``, its table printed (no JSON; :func:`main` writes that)."""
+    print_table(run(_timing_args(argparse.ArgumentParser()).parse_args(argv)))
+
+
+def main(argv=None):
+    p = _timing_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    p.add_argument("--only", default="", help="substring of the bench module names to run")
     p.add_argument("--out", default=os.path.join(HERE, "results", "results.json"))
     args = p.parse_args(argv)
     modules = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
