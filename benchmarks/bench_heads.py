@@ -43,16 +43,6 @@ SMP_OUTPUT_STRIDE = {head: stride for head, _, stride in ARCHS.values()}
 CLASSES = 21
 
 
-def _learned_params(layers):
-    # count_parameters' rule per layer: BatchNorm's moving statistics are buffers.
-    n = 0
-    for layer in layers:
-        n += layer.count_params()
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n -= 2 * int(layer.moving_mean.shape[0])
-    return n
-
-
 def _output_stride(spec, head):
     """``(stride, note)`` for ``head`` on the backbone ``spec``, or ``(None, None)``."""
     want = get_head(head).output_stride or SMP_OUTPUT_STRIDE.get(head, 8)
@@ -84,7 +74,7 @@ def _case(backbone, head, size, args):
     x = random_images(1, size, size)
     t = timeit(lambda: fn(x), warmup=args.warmup, repeat=args.repeat)
     row = {"case": f"heads_{backbone}_{head}", "output_stride": stride, "params": count_parameters(model),
-           "head_params": _learned_params(head_layers), "flops": int(flops),
+           "head_params": count_parameters(head_layers), "flops": int(flops),
            "head_flops": int(sum(per_layer.get(layer.name, 0) for layer in head_layers)), **t}
     if note:
         row["note"] = note

@@ -31,7 +31,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the rest keep their order
 
 
-
 def pytest_collection(session):
     # Test-only tiny configs (``test_*``) join the registry before the test
     # modules are imported, so the registry-wide tables parametrise over

@@ -16,14 +16,26 @@ def count_parameters(model):
     BatchNorm's moving mean and variance are running statistics (PyTorch
     buffers), not parameters, so they are left out; Keras's
     ``count_params()`` includes them. Frozen layers still count.
+
+    Args:
+        model: a Keras model, or an iterable of built layers (a part of a
+            model, e.g. its head's layers).
+
+    Returns:
+        The count, an int.
     """
+    if isinstance(model, keras.Model):
+        layers, total = model.layers, model.count_params()
+    else:
+        layers = list(model)
+        total = sum(layer.count_params() for layer in layers)
     stats = sum(
         math.prod(w.shape)
-        for layer in model.layers
+        for layer in layers
         if isinstance(layer, keras.layers.BatchNormalization)
         for w in (layer.moving_mean, layer.moving_variance)
     )
-    return int(model.count_params() - stats)
+    return int(total - stats)
 
 
 def model_info(name, input_size=(224, 224), **kwargs):
